@@ -1,0 +1,12 @@
+//! The libzmq plumbing that the agent and the collector share: checking that
+//! the linked libzmq can do CURVE, putting keys on sockets, and decoding
+//! socket monitor events (how a failed handshake becomes a log line instead
+//! of silence).
+//!
+//! It owns no sockets and no threads; each binary's socket thread does.
+
+pub mod curve;
+pub mod monitor;
+
+pub use curve::{LinkError, ZAP_DOMAIN, apply_client, apply_server, require_curve};
+pub use monitor::{Event, EventKind, attach_monitor, read_event};

@@ -1,0 +1,30 @@
+//! The curvemon wire protocol: what an agent and a collector say to each other.
+//!
+//! One ZeroMQ frame carries one message. Every frame starts with a fixed
+//! six-byte header (the magic `CMON` and a big-endian protocol version) and
+//! then the body, a bincode-encoded [`Message`]. The header is checked before
+//! the body is decoded, so a peer of another version is recognised as such
+//! instead of being read as garbage. `docs/protocol.md` is the full
+//! specification.
+//!
+//! Layout:
+//! - [`message`]: the message enum and the small messages (hello, ping,
+//!   reject, bye).
+//! - [`model`]: the slow-changing host inventory and the metric schema.
+//! - [`metrics`]: the periodic sample, values only, in schema order.
+//! - [`codec`]: the only place that turns messages into bytes and back.
+//! - [`error`]: why a frame could not be decoded.
+//!
+//! This crate does no I/O: transports live in the binaries.
+
+pub mod codec;
+pub mod error;
+pub mod message;
+pub mod metrics;
+pub mod model;
+
+pub use codec::{MAGIC, MAX_FRAME_BYTES, PROTOCOL_VERSION, decode, encode, peek_version};
+pub use error::DecodeError;
+pub use message::{Bye, Hello, Message, Ping, Reject, RejectReason};
+pub use metrics::Metrics;
+pub use model::{Family, Kind, Label, Model, Schema};
