@@ -61,7 +61,7 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, SyntaxError> {
         let value = if rest.is_empty() || rest.starts_with('#') {
             None
         } else if let Some(after_eq) = rest.strip_prefix('=') {
-            Some(parse_value(after_eq.trim_start()).map_err(|e| err(e))?)
+            Some(parse_value(after_eq.trim_start()).map_err(err)?)
         } else {
             return Err(err("`name = \"value\"` or a section name alone"));
         };

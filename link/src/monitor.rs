@@ -37,19 +37,28 @@ pub struct Event {
 }
 
 impl Event {
-    /// A sentence for a failed handshake's value (libzmq's protocol error
-    /// codes), for logs.
-    pub fn protocol_error(&self) -> &'static str {
-        match self.value {
-            0x1100_0001 => "cryptographic error (wrong server key, or corrupted traffic)",
-            0x1100_0002 => "mechanism mismatch (one side does not use CURVE)",
-            0x1000_0001 => "unexpected ZMTP command",
-            0x1000_0002 => "invalid ZMTP sequence",
-            0x1000_0003 => "key exchange failed",
-            0x1000_0011..=0x1000_0018 => "malformed ZMTP command",
-            0x2000_0000..=0x2000_0005 => "the ZAP handler answered badly",
-            _ => "unspecified protocol error",
-        }
+    /// Words for a failed handshake, for logs: libzmq's protocol error code
+    /// for [`EventKind::HandshakeFailedProtocol`], an errno otherwise.
+    pub fn describe(&self) -> String {
+        let text = match (self.kind, self.value) {
+            (EventKind::HandshakeFailedProtocol, 0x1100_0001) => {
+                "cryptographic error (wrong server key, or corrupted traffic)"
+            }
+            (EventKind::HandshakeFailedProtocol, 0x1100_0002) => {
+                "mechanism mismatch (one side does not use CURVE)"
+            }
+            (EventKind::HandshakeFailedProtocol, 0x1000_0000..=0x1000_00ff) => {
+                "ZMTP protocol error"
+            }
+            (EventKind::HandshakeFailedProtocol, 0x2000_0000..=0x2000_00ff) => {
+                "the ZAP handler answered badly"
+            }
+            (EventKind::HandshakeFailedProtocol, _) => "protocol error",
+            (EventKind::HandshakeFailedAuth, _) => "refused by the ZAP handler",
+            (_, 32 | 104) => "the peer closed the connection mid-handshake",
+            _ => "handshake failed",
+        };
+        format!("{text} (code {:#x})", self.value)
     }
 }
 

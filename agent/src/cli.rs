@@ -1,0 +1,98 @@
+//! Command-line flags. Every flag also reads an environment variable so that
+//! a systemd `EnvironmentFile=` can configure the agent.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// `agent [OPTIONS] COLLECTOR` or `agent keygen`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "agent",
+    version,
+    about = "curvemon agent: reports this host's metrics to a curvemon collector over CURVE-encrypted ZeroMQ",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    /// A subcommand instead of running the agent.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags for running the agent.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Log format on stderr.
+    #[arg(long, env = "CURVEMON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate this agent's key pair: DIR/agent.key (public, give it to the
+    /// collector's authorized_agents/) and DIR/agent.key_secret (mode 0600).
+    Keygen(KeygenArgs),
+}
+
+/// Flags of `agent keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Key directory [default: ~/.config/curvemon/keys].
+    #[arg(long, env = "CURVEMON_KEYS", value_name = "DIR")]
+    pub keys: Option<PathBuf>,
+    /// Host name written into the certificate (pins it when allowlisted).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Replace an existing key pair.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Flags for running the agent.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Key directory with agent.key_secret and the collector's collector.key
+    /// [default: ~/.config/curvemon/keys].
+    #[arg(long, env = "CURVEMON_KEYS", value_name = "DIR")]
+    pub keys: Option<PathBuf>,
+    /// The collector's public key file [default: DIR/collector.key].
+    #[arg(long, env = "CURVEMON_COLLECTOR_KEY", value_name = "FILE")]
+    pub collector_key: Option<PathBuf>,
+    /// How often to sample and send metrics (e.g. 5s, 500ms, 1m).
+    #[arg(long, env = "CURVEMON_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Reconnect when nothing has been heard from the collector for this
+    /// long. Keep it above the collector's --ping-interval (10s by default).
+    #[arg(long, env = "CURVEMON_STALE_AFTER", default_value = "30s", value_parser = parse_duration)]
+    pub stale_after: Duration,
+    /// Name this host is shown under [default: the kernel's host name].
+    #[arg(long, env = "CURVEMON_NAME", value_name = "NAME")]
+    pub name: Option<String>,
+    /// Where procfs is mounted (another path for containers and tests).
+    #[arg(long, env = "CURVEMON_PROC_ROOT", default_value = "/proc", value_name = "DIR")]
+    pub proc_root: PathBuf,
+    /// Where the host's /etc is (os-release, machine-id).
+    #[arg(long, env = "CURVEMON_ETC_ROOT", default_value = "/etc", value_name = "DIR")]
+    pub etc_root: PathBuf,
+    /// The collector: `host`, `host:port` or `tcp://host:port` (port 5556 by default).
+    #[arg(env = "CURVEMON_COLLECTOR", value_name = "COLLECTOR", required = true)]
+    pub collector: Option<String>,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Parses `5s`, `500ms`, `2m`, `1h 30m`.
+///
+/// # Errors
+/// A message saying what is expected.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e}: expected a duration such as 5s, 500ms or 2m"))
+}

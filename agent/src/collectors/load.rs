@@ -1,0 +1,47 @@
+//! `/proc/loadavg`: the 1, 5 and 15 minute load averages.
+
+use curvemon_protocol::Kind;
+use procfs::LoadAverage;
+
+use super::{Collector, FamilySample};
+use crate::proc_root::{ProcReadError, ProcRoot};
+
+/// The `/proc/loadavg` collector.
+#[derive(Debug, Default)]
+pub struct Load;
+
+impl Collector for Load {
+    fn name(&self) -> &'static str {
+        "load"
+    }
+
+    fn collect(&mut self, root: &ProcRoot) -> Result<Vec<FamilySample>, ProcReadError> {
+        let load: LoadAverage = root.read()?;
+        Ok(vec![
+            FamilySample::single(
+                "node_load1",
+                "1m load average.",
+                Kind::Gauge,
+                two_places(load.one),
+            ),
+            FamilySample::single(
+                "node_load5",
+                "5m load average.",
+                Kind::Gauge,
+                two_places(load.five),
+            ),
+            FamilySample::single(
+                "node_load15",
+                "15m load average.",
+                Kind::Gauge,
+                two_places(load.fifteen),
+            ),
+        ])
+    }
+}
+
+/// The kernel prints load averages with two decimals; procfs parses them as
+/// f32, whose widening to f64 would show as 0.7300000190734863.
+fn two_places(value: f32) -> f64 {
+    (f64::from(value) * 100.0).round() / 100.0
+}

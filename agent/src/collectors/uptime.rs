@@ -1,0 +1,27 @@
+//! `/proc/uptime`: seconds since boot. node_exporter has no uptime metric
+//! (it exports the boot time), so this one carries curvemon's prefix.
+
+use curvemon_protocol::Kind;
+
+use super::{Collector, FamilySample};
+use crate::proc_root::{ProcReadError, ProcRoot};
+
+/// The `/proc/uptime` collector.
+#[derive(Debug, Default)]
+pub struct Uptime;
+
+impl Collector for Uptime {
+    fn name(&self) -> &'static str {
+        "uptime"
+    }
+
+    fn collect(&mut self, root: &ProcRoot) -> Result<Vec<FamilySample>, ProcReadError> {
+        let uptime: procfs::Uptime = root.read()?;
+        Ok(vec![FamilySample::single(
+            "curvemon_uptime_seconds",
+            "Seconds since the host booted (including time in suspend), from /proc/uptime.",
+            Kind::Gauge,
+            uptime.uptime,
+        )])
+    }
+}

@@ -1,0 +1,122 @@
+//! The validated configuration [`crate::run`] takes: every default resolved,
+//! every value checked, so the event loop never meets a bad setting.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+
+use crate::cli::RunArgs;
+
+/// The collector's port when COLLECTOR does not name one.
+pub const DEFAULT_PORT: u16 = 5556;
+
+/// Everything the agent needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory with `agent.key_secret`.
+    pub keys_dir: PathBuf,
+    /// The collector's public certificate.
+    pub collector_key: PathBuf,
+    /// `tcp://host:port`.
+    pub endpoint: String,
+    /// Sampling interval.
+    pub interval: Duration,
+    /// Reconnect after hearing nothing for this long.
+    pub stale_after: Duration,
+    /// The name this host is shown under.
+    pub name: String,
+    /// Where procfs is mounted.
+    pub proc_root: PathBuf,
+    /// Where the host's /etc is.
+    pub etc_root: PathBuf,
+}
+
+impl Config {
+    /// Resolves defaults and checks values.
+    ///
+    /// # Errors
+    /// A message naming the flag and what it expects.
+    pub fn from_args(args: RunArgs) -> anyhow::Result<Self> {
+        let keys_dir = match args.keys {
+            Some(dir) => dir,
+            None => curvemon_keys::keygen::default_dir()
+                .context("no home directory to find the default key directory; pass --keys DIR")?,
+        };
+        let collector_key = args.collector_key.unwrap_or_else(|| keys_dir.join("collector.key"));
+        let collector =
+            args.collector.context("COLLECTOR is required (host, host:port or tcp://host:port)")?;
+        let endpoint = parse_endpoint(&collector)?;
+        if args.interval < Duration::from_millis(100) {
+            bail!("--interval {:?} is too short: at least 100ms", args.interval);
+        }
+        if args.stale_after < Duration::from_secs(1) {
+            bail!("--stale-after {:?} is too short: at least 1s", args.stale_after);
+        }
+        let name = args.name.unwrap_or_else(curvemon_keys::keygen::local_hostname);
+        if name.is_empty() || name.len() > 253 || name.chars().any(|c| c.is_control()) {
+            bail!("--name {name:?}: expected 1 to 253 printable characters");
+        }
+        Ok(Config {
+            keys_dir,
+            collector_key,
+            endpoint,
+            interval: args.interval,
+            stale_after: args.stale_after,
+            name,
+            proc_root: args.proc_root,
+            etc_root: args.etc_root,
+        })
+    }
+}
+
+/// Turns `host`, `host:port`, `[v6]:port` or `tcp://host:port` into a zmq
+/// endpoint.
+///
+/// # Errors
+/// Another scheme, an empty host, or a port that is not 1–65535.
+pub fn parse_endpoint(text: &str) -> anyhow::Result<String> {
+    let rest = match text.split_once("://") {
+        Some(("tcp", rest)) => rest,
+        Some((scheme, _)) => bail!("collector {text:?}: only tcp:// is supported, not {scheme}://"),
+        None => text,
+    };
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (addr, after) = v6
+            .split_once(']')
+            .with_context(|| format!("collector {text:?}: missing ] after an IPv6 address"))?;
+        (format!("[{addr}]"), after.strip_prefix(':'))
+    } else {
+        match rest.rsplit_once(':') {
+            Some((host, port)) => (host.to_string(), Some(port)),
+            None => (rest.to_string(), None),
+        }
+    };
+    if host.is_empty() || host == "[]" {
+        bail!("collector {text:?}: expected host, host:port or tcp://host:port");
+    }
+    let port = match port {
+        None => DEFAULT_PORT,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).with_context(|| {
+            format!("collector {text:?}: port {p:?} is not a number from 1 to 65535")
+        })?,
+    };
+    Ok(format!("tcp://{host}:{port}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(parse_endpoint("mon.example").unwrap(), "tcp://mon.example:5556");
+        assert_eq!(parse_endpoint("10.0.0.1:7000").unwrap(), "tcp://10.0.0.1:7000");
+        assert_eq!(parse_endpoint("tcp://h:1").unwrap(), "tcp://h:1");
+        assert_eq!(parse_endpoint("tcp://h").unwrap(), "tcp://h:5556");
+        assert_eq!(parse_endpoint("[::1]:9").unwrap(), "tcp://[::1]:9");
+        assert_eq!(parse_endpoint("[::1]").unwrap(), "tcp://[::1]:5556");
+        for bad in ["udp://h:1", "h:0", "h:99999", "h:x", "", ":5556", "[::1"] {
+            assert!(parse_endpoint(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! SIGTERM and SIGINT as a file descriptor the event loop polls beside its
+//! sockets, so a signal wakes the loop at once without a busy timeout.
+
+use std::{
+    io::{self, Read},
+    os::{
+        fd::{AsRawFd, RawFd},
+        unix::net::UnixStream,
+    },
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+/// Installed handlers for SIGTERM and SIGINT.
+pub struct Signals {
+    wake: UnixStream,
+    term: Arc<AtomicBool>,
+    int: Arc<AtomicBool>,
+}
+
+impl Signals {
+    /// Installs the handlers. After this, SIGTERM and SIGINT no longer kill
+    /// the process: the loop must check [`Signals::received`].
+    ///
+    /// # Errors
+    /// If the socket pair or a handler cannot be set up.
+    pub fn install() -> io::Result<Self> {
+        let (wake, writer) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
+        let term = Arc::new(AtomicBool::new(false));
+        let int = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(SIGTERM, Arc::clone(&term))?;
+        signal_hook::flag::register(SIGINT, Arc::clone(&int))?;
+        let writer2 = writer.try_clone()?;
+        signal_hook::low_level::pipe::register(SIGTERM, writer)?;
+        signal_hook::low_level::pipe::register(SIGINT, writer2)?;
+        Ok(Signals { wake, term, int })
+    }
+
+    /// The descriptor that becomes readable when a signal arrives.
+    pub fn fd(&self) -> RawFd {
+        self.wake.as_raw_fd()
+    }
+
+    /// The signal received, if any (draining the wake-up bytes).
+    pub fn received(&self) -> Option<&'static str> {
+        let mut buf = [0u8; 16];
+        while matches!((&self.wake).read(&mut buf), Ok(n) if n > 0) {}
+        if self.term.load(Ordering::SeqCst) {
+            Some("received SIGTERM")
+        } else if self.int.load(Ordering::SeqCst) {
+            Some("received SIGINT")
+        } else {
+            None
+        }
+    }
+}

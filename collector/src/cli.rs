@@ -1,0 +1,93 @@
+//! Command-line flags. Every flag also reads an environment variable so that
+//! a systemd `EnvironmentFile=` can configure the collector.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// `collector [OPTIONS]` or `collector keygen`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "collector",
+    version,
+    about = "curvemon collector: receives agents over CURVE-encrypted ZeroMQ, tracks which hosts are alive, serves a JSON API",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// A subcommand instead of running the collector.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags for running the collector.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Log format on stderr.
+    #[arg(long, env = "CURVEMON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate the collector's key pair: DIR/collector.key (public, give it
+    /// to every agent) and DIR/collector.key_secret (mode 0600).
+    Keygen(KeygenArgs),
+}
+
+/// Flags of `collector keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Key directory [default: ~/.config/curvemon/keys].
+    #[arg(long, env = "CURVEMON_KEYS", value_name = "DIR")]
+    pub keys: Option<PathBuf>,
+    /// Replace an existing key pair (every agent then needs the new collector.key).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Flags for running the collector.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Key directory with collector.key_secret and, optionally,
+    /// authorized_agents/ [default: ~/.config/curvemon/keys].
+    #[arg(long, env = "CURVEMON_KEYS", value_name = "DIR")]
+    pub keys: Option<PathBuf>,
+    /// ZeroMQ endpoint agents connect to.
+    #[arg(
+        long,
+        env = "CURVEMON_LISTEN",
+        default_value = "tcp://0.0.0.0:5556",
+        value_name = "ENDPOINT"
+    )]
+    pub listen: String,
+    /// Address of the HTTP API and page.
+    #[arg(long, env = "CURVEMON_HTTP", default_value = "127.0.0.1:8000", value_name = "ADDR")]
+    pub http: SocketAddr,
+    /// How often to ping every agent (agents reconnect after their
+    /// --stale-after without hearing anything).
+    #[arg(long, env = "CURVEMON_PING_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+    /// A host is stale after this long without a message [default: 3 agent intervals].
+    #[arg(long, env = "CURVEMON_STALE_AFTER", value_parser = parse_duration, value_name = "DUR")]
+    pub stale_after: Option<Duration>,
+    /// A host is down after this long without a message [default: 10 agent intervals].
+    #[arg(long, env = "CURVEMON_DOWN_AFTER", value_parser = parse_duration, value_name = "DUR")]
+    pub down_after: Option<Duration>,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Parses `5s`, `500ms`, `2m`.
+///
+/// # Errors
+/// A message saying what is expected.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e}: expected a duration such as 5s, 500ms or 2m"))
+}

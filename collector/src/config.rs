@@ -1,0 +1,62 @@
+//! The validated configuration [`crate::run`] takes.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+
+use crate::{cli::RunArgs, registry::Liveness};
+
+/// Everything the collector needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory with `collector.key_secret` and `authorized_agents/`.
+    pub keys_dir: PathBuf,
+    /// ZeroMQ endpoint to bind.
+    pub listen: String,
+    /// HTTP address to bind.
+    pub http: SocketAddr,
+    /// Ping period.
+    pub ping_interval: Duration,
+    /// Stale and down windows.
+    pub liveness: Liveness,
+}
+
+impl Config {
+    /// Resolves defaults and checks values.
+    ///
+    /// # Errors
+    /// A message naming the flag and what it expects.
+    pub fn from_args(args: RunArgs) -> anyhow::Result<Self> {
+        let keys_dir = match args.keys {
+            Some(dir) => dir,
+            None => curvemon_keys::keygen::default_dir()
+                .context("no home directory to find the default key directory; pass --keys DIR")?,
+        };
+        if !args.listen.starts_with("tcp://") {
+            bail!(
+                "--listen {:?}: expected tcp://ADDRESS:PORT, for example tcp://0.0.0.0:5556",
+                args.listen
+            );
+        }
+        if args.ping_interval < Duration::from_millis(100) {
+            bail!("--ping-interval {:?} is too short: at least 100ms", args.ping_interval);
+        }
+        if let (Some(stale), Some(down)) = (args.stale_after, args.down_after) {
+            if down < stale {
+                bail!("--down-after ({down:?}) must not be shorter than --stale-after ({stale:?})");
+            }
+        }
+        Ok(Config {
+            keys_dir,
+            listen: args.listen,
+            http: args.http,
+            ping_interval: args.ping_interval,
+            liveness: Liveness { stale_after: args.stale_after, down_after: args.down_after },
+        })
+    }
+
+    /// The allowlist directory.
+    pub fn allow_dir(&self) -> PathBuf {
+        self.keys_dir.join("authorized_agents")
+    }
+}

@@ -1,0 +1,170 @@
+//! Turns an agent's raw values into the numbers people read: CPU percent from
+//! two consecutive counter samples, memory and load from gauges. Rates are
+//! computed here, once, never on the agent.
+
+use std::collections::HashMap;
+
+use curvemon_protocol::Schema;
+use serde::Serialize;
+
+/// Where each family's values start in a metrics message, and the CPU
+/// series' coordinates, computed once per model.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    offsets: HashMap<String, (usize, usize)>,
+    /// (value index, cpu number, is idle-like) for `node_cpu_seconds_total`.
+    cpu: Vec<(usize, usize, bool)>,
+    cpu_count: usize,
+}
+
+impl Layout {
+    /// Indexes a schema.
+    pub fn new(schema: &Schema) -> Self {
+        let mut offsets = HashMap::new();
+        let mut cpu = Vec::new();
+        let mut at = 0;
+        for family in &schema.families {
+            offsets.insert(family.name.clone(), (at, family.series.len()));
+            if family.name == "node_cpu_seconds_total" {
+                for (i, labels) in family.series.iter().enumerate() {
+                    let get =
+                        |n: &str| labels.iter().find(|l| l.name == n).map(|l| l.value.as_str());
+                    if let (Some(Ok(core)), Some(mode)) =
+                        (get("cpu").map(str::parse::<usize>), get("mode"))
+                    {
+                        cpu.push((at + i, core, mode == "idle" || mode == "iowait"));
+                    }
+                }
+            }
+            at += family.series.len();
+        }
+        let cpu_count = cpu.iter().map(|(_, core, _)| core + 1).max().unwrap_or(0);
+        Layout { offsets, cpu, cpu_count }
+    }
+
+    /// The value of an unlabelled family (the first series of a family).
+    pub fn scalar(&self, values: &[f64], name: &str) -> Option<f64> {
+        let (start, len) = *self.offsets.get(name)?;
+        if len == 0 {
+            return None;
+        }
+        values.get(start).copied().filter(|v| v.is_finite())
+    }
+
+    /// Busy percent per core and overall, from two samples of
+    /// `node_cpu_seconds_total`. `None` when there is no earlier sample or
+    /// no time passed.
+    pub fn cpu_percent(&self, previous: &[f64], current: &[f64]) -> Option<(f64, Vec<f64>)> {
+        if self.cpu.is_empty() {
+            return None;
+        }
+        let mut total = vec![0.0f64; self.cpu_count];
+        let mut idle = vec![0.0f64; self.cpu_count];
+        for &(index, core, idle_like) in &self.cpu {
+            let delta = current.get(index)? - previous.get(index)?;
+            // A counter that went backwards (CPU hot-unplug, agent bug) counts
+            // as no time rather than negative time.
+            let delta = if delta.is_finite() { delta.max(0.0) } else { 0.0 };
+            total[core] += delta;
+            if idle_like {
+                idle[core] += delta;
+            }
+        }
+        let busy =
+            |t: f64, i: f64| if t > 0.0 { (100.0 * (t - i) / t).clamp(0.0, 100.0) } else { 0.0 };
+        let all_total: f64 = total.iter().sum();
+        if all_total <= 0.0 {
+            return None;
+        }
+        let all_idle: f64 = idle.iter().sum();
+        let per_core = total.iter().zip(&idle).map(|(&t, &i)| round2(busy(t, i))).collect();
+        Some((round2(busy(all_total, all_idle)), per_core))
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// The latest values of a host, as the API shows them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Latest {
+    /// The metrics message's sequence number.
+    pub seq: u64,
+    /// When the agent took the sample (RFC 3339).
+    pub taken_at: String,
+    /// Busy percent over all CPUs since the previous sample.
+    pub cpu_percent: Option<f64>,
+    /// Busy percent per CPU since the previous sample.
+    pub cpu_percent_per_core: Vec<f64>,
+    /// `MemAvailable`, bytes.
+    pub mem_available_bytes: Option<f64>,
+    /// `MemTotal`, bytes.
+    pub mem_total_bytes: Option<f64>,
+    /// Seconds since boot.
+    pub uptime_seconds: Option<f64>,
+    /// 1-minute load average.
+    pub load1: Option<f64>,
+    /// 5-minute load average.
+    pub load5: Option<f64>,
+    /// 15-minute load average.
+    pub load15: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use curvemon_protocol::{Family, Kind, Label};
+
+    use super::*;
+
+    fn schema() -> Schema {
+        let modes = ["user", "system", "idle", "iowait"];
+        let series = (0..2)
+            .flat_map(|cpu| {
+                modes
+                    .iter()
+                    .map(move |m| vec![Label::new("cpu", cpu.to_string()), Label::new("mode", *m)])
+            })
+            .collect();
+        Schema::new(vec![
+            Family {
+                name: "node_load1".into(),
+                help: String::new(),
+                kind: Kind::Gauge,
+                series: vec![vec![]],
+            },
+            Family {
+                name: "node_cpu_seconds_total".into(),
+                help: String::new(),
+                kind: Kind::Counter,
+                series,
+            },
+        ])
+    }
+
+    #[test]
+    fn cpu_percent_from_deltas() {
+        let layout = Layout::new(&schema());
+        // load1, then cpu0 user/system/idle/iowait, cpu1 user/system/idle/iowait
+        let before = [0.5, 10.0, 5.0, 100.0, 1.0, 20.0, 0.0, 50.0, 0.0];
+        // cpu0: +3 user +1 system +5 idle +1 iowait → 40% busy
+        // cpu1: +10 user, nothing else → 100% busy
+        let after = [0.7, 13.0, 6.0, 105.0, 2.0, 30.0, 0.0, 50.0, 0.0];
+        let (all, per_core) = layout.cpu_percent(&before, &after).unwrap();
+        assert_eq!(per_core, vec![40.0, 100.0]);
+        assert_eq!(all, 70.0); // 14 busy of 20
+        assert_eq!(layout.scalar(&after, "node_load1"), Some(0.7));
+        assert_eq!(layout.scalar(&after, "node_load5"), None);
+        assert_eq!(layout.cpu_percent(&after, &after), None, "no time passed");
+    }
+
+    #[test]
+    fn counter_reset_is_not_negative() {
+        let layout = Layout::new(&schema());
+        let before = [0.0, 100.0, 0.0, 100.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let after = [0.0, 1.0, 0.0, 110.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let (all, per_core) = layout.cpu_percent(&before, &after).unwrap();
+        assert_eq!(per_core, vec![0.0, 0.0]);
+        assert_eq!(all, 0.0);
+    }
+}

@@ -1,0 +1,33 @@
+//! The HTTP side: JSON API, health check and the page. Built by [`app`] so
+//! that tests and `main` serve the same router.
+
+mod api;
+mod page;
+
+use std::sync::{Arc, Mutex};
+
+use axum::{Router, routing::get};
+
+use crate::{registry::Registry, stats::Stats};
+
+pub use api::{HostView, ModelView, TransitionView};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The host registry (locked briefly per request).
+    pub registry: Arc<Mutex<Registry>>,
+    /// The socket counters.
+    pub stats: Arc<Stats>,
+}
+
+/// The collector's routes.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(page::index))
+        .route("/healthz", get(api::healthz))
+        .route("/api/hosts", get(api::hosts))
+        .route("/api/hosts/{id}", get(api::host))
+        .route("/api/stats", get(api::stats))
+        .with_state(state)
+}

@@ -1,0 +1,172 @@
+//! The curvemon collector as a library.
+//!
+//! Threads and tasks, and who owns what:
+//! - the ZAP thread ([`auth`]) owns the REP socket that authenticates every
+//!   CURVE handshake against the allowlist;
+//! - the router thread ([`router`]) owns the ROUTER socket and its monitor,
+//!   applies messages to the [`registry::Registry`], sweeps liveness and
+//!   pings agents;
+//! - tokio serves HTTP ([`http`]) and reads the registry under its mutex;
+//!   a task reloads the allowlist on SIGHUP.
+//!
+//! Shutdown: the token given to [`run`] stops the HTTP server gracefully,
+//! then a flag stops both socket threads (they poll with short timeouts),
+//! their sockets close with linger 0, and the zmq context is dropped last.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod derive;
+pub mod http;
+pub mod registry;
+pub mod router;
+pub mod stats;
+
+use std::sync::{
+    Arc, Mutex, RwLock,
+    atomic::{AtomicBool, Ordering},
+};
+
+use anyhow::Context as _;
+use curvemon_keys::{AuthorizedKeys, cert};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+pub use config::Config;
+
+/// Runs the collector until `shutdown` is cancelled.
+///
+/// # Errors
+/// Set-up problems (keys, allowlist, binding), or the agent socket failing.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    curvemon_link::require_curve()?;
+    let secret_path = config.keys_dir.join("collector.key_secret");
+    let identity = cert::read_secret(&secret_path).with_context(|| {
+        format!(
+            "cannot load the collector's key; generate it with `collector keygen --keys {}`",
+            config.keys_dir.display()
+        )
+    })?;
+    let allow_dir = config.allow_dir();
+    let allowlist = load_allowlist(&allow_dir)?;
+    let allowlist: auth::SharedAllowlist = Arc::new(RwLock::new(allowlist));
+
+    let listener = tokio::net::TcpListener::bind(config.http)
+        .await
+        .with_context(|| format!("binding HTTP to {}", config.http))?;
+    let http_addr = listener.local_addr()?;
+
+    let ctx = zmq::Context::new();
+    // The ZAP handler must be bound before the ROUTER accepts anyone.
+    let zap = ctx.socket(zmq::REP)?;
+    zap.set_linger(0)?;
+    zap.bind(auth::ZAP_ENDPOINT).context("binding the ZAP handler")?;
+    let (socket, monitor) = router::bind(&ctx, &identity.pair, &config.listen)?;
+    info!(public_key = %identity.pair.public, "Collector key (agents need {}).", config.keys_dir.join("collector.key").display());
+
+    let registry = Arc::new(Mutex::new(registry::Registry::new(config.liveness)));
+    let stats = Arc::new(stats::Stats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let zap_thread = {
+        let (allowlist, stats, stop) =
+            (Arc::clone(&allowlist), Arc::clone(&stats), Arc::clone(&stop));
+        std::thread::Builder::new()
+            .name("zap".into())
+            .spawn(move || auth::serve(zap, allowlist, stats, stop))?
+    };
+    let router_thread = {
+        let router = router::Router {
+            socket,
+            monitor,
+            registry: Arc::clone(&registry),
+            stats: Arc::clone(&stats),
+            ping_interval: config.ping_interval,
+            failure_log: router::LogLimit::default(),
+        };
+        let (stop, shutdown) = (Arc::clone(&stop), shutdown.clone());
+        std::thread::Builder::new().name("router".into()).spawn(move || {
+            let result = router.serve(&stop);
+            if let Err(error) = &result {
+                router::log_failure(error);
+                shutdown.cancel();
+            }
+            result
+        })?
+    };
+    let reload =
+        tokio::spawn(reload_on_sighup(Arc::clone(&allowlist), allow_dir, shutdown.clone()));
+
+    info!(url = %format!("http://{http_addr}/"), "Serving the API and page.");
+    let app = http::app(http::AppState { registry, stats });
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("serving HTTP");
+
+    shutdown.cancel();
+    stop.store(true, Ordering::Relaxed);
+    let _ = reload.await;
+    let joined = tokio::task::spawn_blocking(move || {
+        let zap = zap_thread.join();
+        let router = router_thread.join();
+        (zap, router)
+    })
+    .await?;
+    drop(ctx);
+    served?;
+    match joined {
+        (Ok(()), Ok(Ok(()))) => {
+            info!("Collector stopped.");
+            Ok(())
+        }
+        (_, Ok(Err(error))) => Err(error.context("the agent socket failed")),
+        _ => anyhow::bail!("a socket thread panicked"),
+    }
+}
+
+fn load_allowlist(dir: &std::path::Path) -> anyhow::Result<Option<AuthorizedKeys>> {
+    let list = AuthorizedKeys::load(dir)
+        .with_context(|| format!("cannot load the allowlist {}", dir.display()))?;
+    match &list {
+        None => warn!(
+            dir = %dir.display(),
+            "No allowlist directory: ANY agent that knows this collector's public key may connect. \
+             Create it and put agents' agent.key files in it to restrict access."
+        ),
+        Some(keys) if keys.is_empty() => {
+            warn!(dir = %dir.display(), "The allowlist is empty: no agent can connect.");
+        }
+        Some(keys) => info!(dir = %dir.display(), keys = keys.len(), "Loaded the allowlist."),
+    }
+    Ok(list)
+}
+
+/// Reloads the allowlist on SIGHUP; a broken directory keeps the old list.
+async fn reload_on_sighup(
+    allowlist: auth::SharedAllowlist,
+    dir: std::path::PathBuf,
+    shutdown: CancellationToken,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        warn!("Cannot watch SIGHUP; the allowlist reloads only on restart.");
+        return;
+    };
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            received = hup.recv() => {
+                if received.is_none() {
+                    return;
+                }
+                match load_allowlist(&dir) {
+                    Ok(list) => {
+                        *allowlist.write().unwrap_or_else(std::sync::PoisonError::into_inner) = list;
+                    }
+                    Err(e) => error!(error = %format!("{e:#}"), "Keeping the previous allowlist."),
+                }
+            }
+        }
+    }
+}

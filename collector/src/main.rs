@@ -1,0 +1,93 @@
+//! `collector`: parse flags, set up logging and signals, run; errors become a
+//! message on stderr and exit status 1.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use curvemon_collector::{
+    Config,
+    cli::{Cli, Command, KeygenArgs, LogFormat},
+};
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let result = match cli.command {
+        Some(Command::Keygen(args)) => keygen(args),
+        None => Config::from_args(cli.run).and_then(serve),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("collector: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let token = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(token.clone()));
+        curvemon_collector::run(config, token).await
+    })
+}
+
+/// SIGTERM (systemd) and SIGINT (a terminal) both stop the collector cleanly.
+async fn cancel_on_signal(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("Cannot install signal handlers; stop the collector with SIGKILL.");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        () = token.cancelled() => return,
+    };
+    tracing::info!(signal = name, "Shutting down.");
+    token.cancel();
+}
+
+fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
+    let dir = match args.keys {
+        Some(dir) => dir,
+        None => {
+            curvemon_keys::keygen::default_dir().context("no home directory; pass --keys DIR")?
+        }
+    };
+    let name = curvemon_keys::keygen::local_hostname();
+    let generated = curvemon_keys::keygen::generate(&dir, "collector", &name, args.force)?;
+    println!("public key:  {}", generated.public);
+    println!("wrote        {} (give this to every agent)", generated.public_path.display());
+    println!("wrote        {} (mode 0600, keep it here)", generated.secret_path.display());
+    println!(
+        "next:        to admit only known agents, put their agent.key files in {}",
+        dir.join("authorized_agents").display()
+    );
+    Ok(())
+}
+
+/// Logs go to stderr; under systemd (JOURNAL_STREAM set) without timestamps,
+/// which journald adds itself.
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    match (format, journald) {
+        (LogFormat::Json, _) => builder.json().init(),
+        (LogFormat::Text, true) => builder.without_time().init(),
+        (LogFormat::Text, false) => builder.init(),
+    }
+}

@@ -1,0 +1,707 @@
+//! Every host the collector knows: identity, model, latest values and
+//! liveness. Pure: it takes messages and the time, and returns the replies
+//! to send; the router thread owns the socket. That keeps every decision
+//! (is this host stale? whose name is this? do we need the model?) testable
+//! without sockets or sleeps.
+//!
+//! A host is identified by its agent's public key (ZAP's `User-Id`), never by
+//! the ROUTER routing id, which changes on every reconnect.
+//!
+//! Liveness: `up` on any valid message; `stale` after `stale_after` without
+//! one (default 3 agent intervals); `down` after `down_after` (default 10
+//! intervals), or at once on `Bye`.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    fmt,
+    time::{Duration, Instant, SystemTime},
+};
+
+use curvemon_keys::PublicKey;
+use curvemon_protocol::{Bye, Hello, Message, Metrics, Model, Reject, RejectReason, Schema};
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::derive::{Latest, Layout};
+
+/// Transitions kept per host.
+const TRANSITIONS_KEPT: usize = 32;
+
+/// Do not ask the same host for its model more often than this.
+const MODEL_REQUEST_GAP: Duration = Duration::from_secs(2);
+
+/// The time, as both the monotonic clock (for ages) and the wall clock (for
+/// what people read). Tests build it by hand.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// For measuring ages; immune to clock steps.
+    pub mono: Instant,
+    /// For timestamps shown to people.
+    pub wall: SystemTime,
+}
+
+impl Now {
+    /// The current time.
+    pub fn current() -> Self {
+        Now { mono: Instant::now(), wall: SystemTime::now() }
+    }
+
+    /// This time plus `d`, on both clocks.
+    pub fn after(self, d: Duration) -> Self {
+        Now { mono: self.mono + d, wall: self.wall + d }
+    }
+}
+
+/// Liveness of a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// A message arrived within the stale window.
+    Up,
+    /// Silent for longer than the stale window.
+    Stale,
+    /// Silent for longer than the down window, or said bye.
+    Down,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Up => "up",
+            State::Stale => "stale",
+            State::Down => "down",
+        })
+    }
+}
+
+/// One change of state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// When it happened.
+    pub at: SystemTime,
+    /// The state before (`None` for a host's first appearance).
+    pub from: Option<State>,
+    /// The new state.
+    pub to: State,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// The stale and down windows; `None` means "a multiple of the agent's interval".
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Liveness {
+    /// `--stale-after`, or 3 intervals.
+    pub stale_after: Option<Duration>,
+    /// `--down-after`, or 10 intervals.
+    pub down_after: Option<Duration>,
+}
+
+impl Liveness {
+    /// The windows for a host sampling every `interval`.
+    pub fn windows(&self, interval: Duration) -> (Duration, Duration) {
+        let stale = self.stale_after.unwrap_or(interval * 3);
+        let down = self.down_after.unwrap_or(interval * 10).max(stale);
+        (stale, down)
+    }
+}
+
+/// Where a message came from.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The authenticated agent key (ZAP `User-Id`).
+    pub key: PublicKey,
+    /// The ROUTER routing id of the connection, to address replies.
+    pub routing_id: Vec<u8>,
+    /// The TCP peer address, for logs.
+    pub address: String,
+}
+
+/// Everything known about one host.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// The agent's public key.
+    pub key: PublicKey,
+    /// Hex of the key: stable across reconnects, safe in a URL.
+    pub id: String,
+    /// Routing id of the agent's current connection.
+    pub routing_id: Vec<u8>,
+    /// The agent's TCP address.
+    pub address: String,
+    /// Name from the hello or model; `None` until one arrives.
+    pub hostname: Option<String>,
+    /// The last hello.
+    pub hello: Option<Hello>,
+    /// The last model.
+    pub model: Option<Model>,
+    layout: Layout,
+    /// Current liveness.
+    pub state: State,
+    /// Recent transitions, oldest first.
+    pub transitions: VecDeque<Transition>,
+    /// Monotonic time of the last valid message.
+    pub last_seen: Instant,
+    /// Wall time of the last valid message.
+    pub last_seen_wall: SystemTime,
+    /// The agent's sampling interval.
+    pub interval: Duration,
+    /// Derived latest values.
+    pub latest: Option<Latest>,
+    previous_values: Option<Vec<f64>>,
+    /// The newest metrics that arrived before their model.
+    pending: Option<Metrics>,
+    last_seq: Option<u64>,
+    /// Metrics messages that never arrived (sequence gaps).
+    pub missed: u64,
+    model_requested_at: Option<Instant>,
+}
+
+impl Host {
+    fn new(peer: &Peer, now: Now) -> Self {
+        let mut host = Host {
+            key: peer.key,
+            id: peer.key.to_hex(),
+            routing_id: peer.routing_id.clone(),
+            address: peer.address.clone(),
+            hostname: None,
+            hello: None,
+            model: None,
+            layout: Layout::default(),
+            state: State::Up,
+            transitions: VecDeque::new(),
+            last_seen: now.mono,
+            last_seen_wall: now.wall,
+            interval: Duration::from_secs(5),
+            latest: None,
+            previous_values: None,
+            pending: None,
+            last_seq: None,
+            missed: 0,
+            model_requested_at: None,
+        };
+        host.transitions.push_back(Transition {
+            at: now.wall,
+            from: None,
+            to: State::Up,
+            reason: "first message".into(),
+        });
+        host
+    }
+
+    /// The state's start time and reason.
+    pub fn current_transition(&self) -> Option<&Transition> {
+        self.transitions.back()
+    }
+
+    /// The name to log: host name, or the key while none is known.
+    pub fn label(&self) -> String {
+        self.hostname.clone().unwrap_or_else(|| self.key.to_z85())
+    }
+
+    fn set_state(&mut self, to: State, reason: String, now: Now) {
+        if self.state == to {
+            return;
+        }
+        let from = self.state;
+        self.state = to;
+        info!(host = %self.label(), %from, %to, %reason, "Host changed state.");
+        self.transitions.push_back(Transition { at: now.wall, from: Some(from), to, reason });
+        while self.transitions.len() > TRANSITIONS_KEPT {
+            self.transitions.pop_front();
+        }
+    }
+
+    fn seen(&mut self, peer: &Peer, now: Now) {
+        self.last_seen = now.mono;
+        self.last_seen_wall = now.wall;
+        self.routing_id.clone_from(&peer.routing_id);
+        self.address.clone_from(&peer.address);
+        if self.state != State::Up {
+            self.set_state(State::Up, "heard from the agent again".into(), now);
+        }
+    }
+
+    /// A `ModelRequest`, unless one was sent very recently.
+    fn request_model(&mut self, now: Now) -> Option<Message> {
+        if self.model_requested_at.is_some_and(|at| now.mono.duration_since(at) < MODEL_REQUEST_GAP)
+        {
+            return None;
+        }
+        self.model_requested_at = Some(now.mono);
+        Some(Message::ModelRequest)
+    }
+}
+
+/// Counters of unusual but survivable events, for `/api/stats`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct RegistryCounters {
+    /// Metrics that arrived before the model they follow (dropped; model requested).
+    pub metrics_without_model: u64,
+    /// Metrics whose value count does not match their schema.
+    pub schema_mismatches: u64,
+    /// Models whose revision does not match their content.
+    pub bad_models: u64,
+    /// Hellos or models refused because another key owns the name.
+    pub names_refused: u64,
+    /// Messages an agent should never send (ping, reject, ...).
+    pub unexpected_messages: u64,
+}
+
+/// All hosts, by key.
+#[derive(Debug, Default)]
+pub struct Registry {
+    hosts: HashMap<PublicKey, Host>,
+    liveness: Liveness,
+    /// Survivable oddities, counted.
+    pub counters: RegistryCounters,
+}
+
+impl Registry {
+    /// An empty registry with these windows.
+    pub fn new(liveness: Liveness) -> Self {
+        Registry { hosts: HashMap::new(), liveness, counters: RegistryCounters::default() }
+    }
+
+    /// All hosts, in no particular order.
+    pub fn hosts(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.values()
+    }
+
+    /// The host with this URL id.
+    pub fn by_id(&self, id: &str) -> Option<&Host> {
+        self.hosts.values().find(|h| h.id == id)
+    }
+
+    /// The host of this key.
+    pub fn get(&self, key: &PublicKey) -> Option<&Host> {
+        self.hosts.get(key)
+    }
+
+    /// The liveness windows of a host.
+    pub fn windows(&self, host: &Host) -> (Duration, Duration) {
+        self.liveness.windows(host.interval)
+    }
+
+    /// Applies one authenticated message and returns the replies for its sender.
+    pub fn on_message(&mut self, peer: &Peer, message: Message, now: Now) -> Vec<Message> {
+        match message {
+            Message::Hello(hello) => self.on_hello(peer, hello, now),
+            Message::Model(model) => self.on_model(peer, model, now),
+            Message::Metrics(metrics) => self.on_metrics(peer, metrics, now),
+            Message::Bye(bye) => {
+                self.on_bye(peer, bye, now);
+                Vec::new()
+            }
+            other @ (Message::ModelRequest | Message::Ping(_) | Message::Reject(_)) => {
+                self.counters.unexpected_messages += 1;
+                warn!(peer = %peer.address, key = %peer.key, kind = other.kind(), "Ignoring a message agents do not send.");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Refuses `name` for `key` while another key's host of that name is up
+    /// or stale. A down host's name may be taken over (a reinstalled machine
+    /// with a new key); the old entry is then forgotten.
+    fn claim_name(&mut self, peer: &Peer, name: &str, now: Now) -> Result<(), Reject> {
+        let owner = self
+            .hosts
+            .values()
+            .find(|h| h.key != peer.key && h.hostname.as_deref() == Some(name))
+            .map(|h| (h.key, h.state));
+        match owner {
+            Some((owner, state)) if state != State::Down => {
+                self.counters.names_refused += 1;
+                warn!(
+                    name,
+                    owner_key = %owner,
+                    claimant_key = %peer.key,
+                    peer = %peer.address,
+                    "Refused a host name that another key owns."
+                );
+                Err(Reject {
+                    reason: RejectReason::NameTaken { name: name.to_string() },
+                    detail: format!(
+                        "the name {name:?} is in use by the agent with key {owner}; give this agent \
+                         another --name, or stop the other one"
+                    ),
+                })
+            }
+            Some((owner, _)) => {
+                info!(name, old_key = %owner, new_key = %peer.key, at = ?now.wall, "A new key took over the name of a down host.");
+                self.hosts.remove(&owner);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The sender's entry, created on first contact and marked seen. Takes
+    /// the map rather than `self` so callers can still count in `self.counters`.
+    fn host_mut<'a>(
+        hosts: &'a mut HashMap<PublicKey, Host>,
+        peer: &Peer,
+        now: Now,
+    ) -> &'a mut Host {
+        let host = hosts.entry(peer.key).or_insert_with(|| Host::new(peer, now));
+        host.seen(peer, now);
+        host
+    }
+
+    fn on_hello(&mut self, peer: &Peer, hello: Hello, now: Now) -> Vec<Message> {
+        if let Err(reject) = self.claim_name(peer, &hello.hostname, now) {
+            return vec![Message::Reject(reject)];
+        }
+        let host = Self::host_mut(&mut self.hosts, peer, now);
+        info!(host = %hello.hostname, peer = %peer.address, agent_version = %hello.agent_version, "Agent said hello.");
+        host.hostname = Some(hello.hostname.clone());
+        host.interval = Duration::from_millis(u64::from(hello.interval_ms.max(1)));
+        host.hello = Some(hello);
+        // A new agent process: its sequence numbers and counters start over.
+        host.last_seq = None;
+        host.previous_values = None;
+        host.model_requested_at = None;
+        host.request_model(now).into_iter().collect()
+    }
+
+    fn on_model(&mut self, peer: &Peer, model: Model, now: Now) -> Vec<Message> {
+        if let Err(reject) = self.claim_name(peer, &model.hostname, now) {
+            return vec![Message::Reject(reject)];
+        }
+        let computed = Schema::compute_revision(&model.schema.families);
+        if computed != model.schema.revision {
+            self.counters.bad_models += 1;
+            warn!(peer = %peer.address, key = %peer.key, claimed = model.schema.revision, computed, "Ignoring a model whose schema revision does not match its content.");
+            return Vec::new();
+        }
+        let host = Self::host_mut(&mut self.hosts, peer, now);
+        if host.model.is_none() {
+            info!(host = %model.hostname, series = model.schema.series_count(), "Received the host model.");
+        }
+        host.layout = Layout::new(&model.schema);
+        host.hostname = Some(model.hostname.clone());
+        host.interval = Duration::from_millis(u64::from(model.interval_ms.max(1)));
+        host.previous_values = None;
+        let revision = model.schema.revision;
+        host.model = Some(model);
+        match host.pending.take() {
+            Some(pending) if pending.schema_revision == revision => {
+                Self::apply_metrics(host, pending, &mut self.counters, now)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_metrics(&mut self, peer: &Peer, metrics: Metrics, now: Now) -> Vec<Message> {
+        let host = Self::host_mut(&mut self.hosts, peer, now);
+        let known =
+            host.model.as_ref().is_some_and(|m| m.schema.revision == metrics.schema_revision);
+        if !known {
+            // Keep the newest such sample: it is applied when the model
+            // arrives, so the first sample of a connection is not lost.
+            self.counters.metrics_without_model += 1;
+            host.pending = Some(metrics);
+            return host.request_model(now).into_iter().collect();
+        }
+        Self::apply_metrics(host, metrics, &mut self.counters, now)
+    }
+
+    fn apply_metrics(
+        host: &mut Host,
+        metrics: Metrics,
+        counters: &mut RegistryCounters,
+        now: Now,
+    ) -> Vec<Message> {
+        let expected = host.model.as_ref().map_or(0, |m| m.schema.series_count());
+        if metrics.values.len() != expected {
+            counters.schema_mismatches += 1;
+            warn!(host = %host.label(), got = metrics.values.len(), expected, "Metrics do not match their schema; asking for the model again.");
+            return host.request_model(now).into_iter().collect();
+        }
+        match host.last_seq {
+            Some(last) if metrics.seq > last + 1 => host.missed += metrics.seq - last - 1,
+            Some(last) if metrics.seq <= last => {
+                warn!(host = %host.label(), last, seq = metrics.seq, "Sequence number went backwards.");
+            }
+            _ => {}
+        }
+        host.last_seq = Some(metrics.seq);
+        let (cpu_percent, cpu_percent_per_core) = host
+            .previous_values
+            .as_deref()
+            .and_then(|prev| host.layout.cpu_percent(prev, &metrics.values))
+            .map_or((None, Vec::new()), |(all, cores)| (Some(all), cores));
+        let scalar = |name: &str| host.layout.scalar(&metrics.values, name);
+        host.latest = Some(Latest {
+            seq: metrics.seq,
+            taken_at: humantime::format_rfc3339_millis(
+                SystemTime::UNIX_EPOCH + Duration::from_millis(metrics.taken_at_ms),
+            )
+            .to_string(),
+            cpu_percent,
+            cpu_percent_per_core,
+            mem_available_bytes: scalar("node_memory_MemAvailable_bytes"),
+            mem_total_bytes: scalar("node_memory_MemTotal_bytes"),
+            uptime_seconds: scalar("curvemon_uptime_seconds"),
+            load1: scalar("node_load1"),
+            load5: scalar("node_load5"),
+            load15: scalar("node_load15"),
+        });
+        host.previous_values = Some(metrics.values);
+        Vec::new()
+    }
+
+    fn on_bye(&mut self, peer: &Peer, bye: Bye, now: Now) {
+        if let Some(host) = self.hosts.get_mut(&peer.key) {
+            host.last_seen = now.mono;
+            host.last_seen_wall = now.wall;
+            host.set_state(State::Down, format!("agent said bye: {}", bye.reason), now);
+        }
+    }
+
+    /// Moves silent hosts to stale or down. Returns how many changed.
+    pub fn sweep(&mut self, now: Now) -> usize {
+        let mut changed = 0;
+        for host in self.hosts.values_mut() {
+            if host.state == State::Down {
+                continue;
+            }
+            let (stale, down) = self.liveness.windows(host.interval);
+            let silent = now.mono.saturating_duration_since(host.last_seen);
+            let words =
+                || format!("no message for {}", humantime::format_duration(round_secs(silent)));
+            if silent >= down {
+                host.set_state(State::Down, words(), now);
+                changed += 1;
+            } else if silent >= stale && host.state == State::Up {
+                host.set_state(State::Stale, words(), now);
+                changed += 1;
+            }
+        }
+        changed
+    }
+
+    /// Routing ids to ping: every host not down by its own choice.
+    pub fn ping_targets(&self) -> Vec<Vec<u8>> {
+        self.hosts
+            .values()
+            .filter(|h| {
+                h.state != State::Down
+                    || !h
+                        .current_transition()
+                        .is_some_and(|t| t.reason.starts_with("agent said bye"))
+            })
+            .map(|h| h.routing_id.clone())
+            .collect()
+    }
+}
+
+fn round_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use curvemon_keys::KeyPair;
+    use curvemon_protocol::{Family, Kind, Label};
+
+    use super::*;
+
+    fn peer(routing: u8) -> Peer {
+        Peer {
+            key: KeyPair::generate().unwrap().public,
+            routing_id: vec![routing],
+            address: "127.0.0.1".into(),
+        }
+    }
+
+    fn hello(name: &str) -> Message {
+        Message::Hello(Hello {
+            agent_version: "t".into(),
+            hostname: name.into(),
+            machine_id: "m".into(),
+            boot_id: "b".into(),
+            interval_ms: 1000,
+        })
+    }
+
+    fn model(name: &str) -> Model {
+        Model {
+            hostname: name.into(),
+            machine_id: "m".into(),
+            boot_id: "b".into(),
+            kernel: "k".into(),
+            os: "o".into(),
+            cpu_model: "c".into(),
+            cpu_count: 1,
+            mem_total_bytes: 100,
+            swap_total_bytes: 0,
+            boot_time_unix: 0,
+            agent_version: "t".into(),
+            interval_ms: 1000,
+            schema: Schema::new(vec![
+                Family {
+                    name: "node_memory_MemAvailable_bytes".into(),
+                    help: String::new(),
+                    kind: Kind::Gauge,
+                    series: vec![vec![]],
+                },
+                Family {
+                    name: "node_cpu_seconds_total".into(),
+                    help: String::new(),
+                    kind: Kind::Counter,
+                    series: vec![
+                        vec![Label::new("cpu", "0"), Label::new("mode", "idle")],
+                        vec![Label::new("cpu", "0"), Label::new("mode", "user")],
+                    ],
+                },
+            ]),
+        }
+    }
+
+    fn metrics(seq: u64, revision: u64, values: Vec<f64>) -> Message {
+        Message::Metrics(Metrics { seq, taken_at_ms: 0, schema_revision: revision, values })
+    }
+
+    #[test]
+    fn hello_model_metrics_then_stale_then_down() {
+        let mut reg = Registry::new(Liveness::default());
+        let t0 = Now::current();
+        let p = peer(1);
+        assert_eq!(reg.on_message(&p, hello("web"), t0), vec![Message::ModelRequest]);
+        let m = model("web");
+        let rev = m.schema.revision;
+        assert!(reg.on_message(&p, Message::Model(m), t0).is_empty());
+        reg.on_message(&p, metrics(1, rev, vec![50.0, 10.0, 0.0]), t0);
+        reg.on_message(
+            &p,
+            metrics(2, rev, vec![40.0, 11.0, 1.0]),
+            t0.after(Duration::from_secs(1)),
+        );
+        let host = reg.get(&p.key).unwrap();
+        let latest = host.latest.as_ref().unwrap();
+        assert_eq!(latest.seq, 2);
+        assert_eq!(latest.mem_available_bytes, Some(40.0));
+        assert_eq!(latest.cpu_percent, Some(50.0));
+        assert_eq!(host.state, State::Up);
+
+        // Interval 1 s: stale after 3 s of silence, down after 10 s.
+        let last = t0.after(Duration::from_secs(1));
+        assert_eq!(reg.sweep(last.after(Duration::from_millis(2900))), 0);
+        assert_eq!(reg.sweep(last.after(Duration::from_secs(3))), 1);
+        assert_eq!(reg.get(&p.key).unwrap().state, State::Stale);
+        assert_eq!(reg.sweep(last.after(Duration::from_secs(10))), 1);
+        let host = reg.get(&p.key).unwrap();
+        assert_eq!(host.state, State::Down);
+        assert_eq!(host.current_transition().unwrap().reason, "no message for 10s");
+        let states: Vec<_> = host.transitions.iter().map(|t| t.to).collect();
+        assert_eq!(states, vec![State::Up, State::Stale, State::Down]);
+
+        // It comes back.
+        reg.on_message(
+            &p,
+            metrics(3, rev, vec![40.0, 12.0, 1.0]),
+            last.after(Duration::from_secs(11)),
+        );
+        assert_eq!(reg.get(&p.key).unwrap().state, State::Up);
+    }
+
+    #[test]
+    fn bye_is_down_at_once_with_reason() {
+        let mut reg = Registry::new(Liveness::default());
+        let t0 = Now::current();
+        let p = peer(1);
+        reg.on_message(&p, hello("web"), t0);
+        reg.on_message(&p, Message::Bye(Bye { reason: "received SIGTERM".into() }), t0);
+        let host = reg.get(&p.key).unwrap();
+        assert_eq!(host.state, State::Down);
+        assert_eq!(host.current_transition().unwrap().reason, "agent said bye: received SIGTERM");
+        assert!(reg.ping_targets().is_empty());
+    }
+
+    #[test]
+    fn metrics_from_a_stranger_ask_for_the_model_once_per_gap() {
+        // What a restarted collector sees: no hello, just metrics.
+        let mut reg = Registry::new(Liveness::default());
+        let t0 = Now::current();
+        let p = peer(7);
+        assert_eq!(reg.on_message(&p, metrics(40, 1, vec![1.0]), t0), vec![Message::ModelRequest]);
+        assert!(
+            reg.on_message(&p, metrics(41, 1, vec![1.0]), t0.after(Duration::from_secs(1)))
+                .is_empty()
+        );
+        assert_eq!(
+            reg.on_message(&p, metrics(42, 1, vec![1.0]), t0.after(Duration::from_secs(2))),
+            vec![Message::ModelRequest]
+        );
+        assert_eq!(reg.counters.metrics_without_model, 3);
+        assert!(reg.get(&p.key).unwrap().latest.is_none());
+        let m = model("web");
+        let rev = m.schema.revision;
+        reg.on_message(&p, metrics(43, rev, vec![5.0, 1.0, 1.0]), t0.after(Duration::from_secs(2)));
+        reg.on_message(&p, Message::Model(m), t0.after(Duration::from_secs(2)));
+        let host = reg.get(&p.key).unwrap();
+        assert_eq!(host.hostname.as_deref(), Some("web"));
+        let latest = host.latest.as_ref().expect("the sample that came first is applied");
+        assert_eq!((latest.seq, latest.mem_available_bytes), (43, Some(5.0)));
+    }
+
+    #[test]
+    fn a_name_belongs_to_one_live_key() {
+        let mut reg = Registry::new(Liveness::default());
+        let t0 = Now::current();
+        let (a, b) = (peer(1), peer(2));
+        reg.on_message(&a, hello("web"), t0);
+        let replies = reg.on_message(&b, hello("web"), t0);
+        assert!(matches!(
+            &replies[..],
+            [Message::Reject(Reject { reason: RejectReason::NameTaken { .. }, .. })]
+        ));
+        assert!(reg.get(&b.key).is_none(), "the claimant is not registered");
+        assert_eq!(reg.get(&a.key).unwrap().state, State::Up, "the owner is not disturbed");
+        // Once the owner is down, the name may move.
+        reg.sweep(t0.after(Duration::from_secs(60)));
+        assert_eq!(
+            reg.on_message(&b, hello("web"), t0.after(Duration::from_secs(61))),
+            vec![Message::ModelRequest]
+        );
+        assert!(reg.get(&a.key).is_none());
+    }
+
+    #[test]
+    fn counts_gaps_and_refuses_inconsistent_data() {
+        let mut reg = Registry::new(Liveness::default());
+        let t0 = Now::current();
+        let p = peer(1);
+        reg.on_message(&p, hello("web"), t0);
+        let m = model("web");
+        let rev = m.schema.revision;
+        reg.on_message(&p, Message::Model(m.clone()), t0);
+        reg.on_message(&p, metrics(1, rev, vec![1.0, 1.0, 1.0]), t0);
+        reg.on_message(&p, metrics(5, rev, vec![1.0, 1.0, 1.0]), t0);
+        assert_eq!(reg.get(&p.key).unwrap().missed, 3);
+        reg.on_message(&p, metrics(6, rev, vec![1.0]), t0.after(Duration::from_secs(5)));
+        assert_eq!(reg.counters.schema_mismatches, 1);
+        let mut forged = m;
+        forged.schema.revision ^= 1;
+        reg.on_message(&p, Message::Model(forged), t0);
+        assert_eq!(reg.counters.bad_models, 1);
+    }
+
+    #[test]
+    fn explicit_windows_override_interval_multiples() {
+        let l = Liveness { stale_after: Some(Duration::from_secs(2)), down_after: None };
+        assert_eq!(
+            l.windows(Duration::from_secs(1)),
+            (Duration::from_secs(2), Duration::from_secs(10))
+        );
+        let l = Liveness {
+            stale_after: Some(Duration::from_secs(20)),
+            down_after: Some(Duration::from_secs(5)),
+        };
+        assert_eq!(
+            l.windows(Duration::from_secs(1)).1,
+            Duration::from_secs(20),
+            "down never before stale"
+        );
+    }
+}

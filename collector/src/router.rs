@@ -1,0 +1,264 @@
+//! The socket thread: the CURVE ROUTER that agents connect to, its monitor,
+//! the liveness sweep and the pings. It owns the sockets (zmq sockets are not
+//! thread-safe) and shares only the [`Registry`] (behind a mutex, locked once
+//! per message) and the [`Stats`] with the HTTP side.
+//!
+//! Each inbound message is two frames: the routing id ROUTER prepends, and
+//! the agent's payload. The payload is received as a `zmq::Message` so that
+//! its `User-Id` (the key ZAP authenticated) can be read; `recv_multipart`
+//! would lose it.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use curvemon_keys::PublicKey;
+use curvemon_link::{Event, EventKind};
+use curvemon_protocol::{
+    DecodeError, Message, PROTOCOL_VERSION, Ping, Reject, RejectReason, codec, peek_version,
+};
+use tracing::{debug, error, info, warn};
+
+use crate::{
+    registry::{Now, Peer, Registry},
+    stats::Stats,
+};
+
+/// How often silent hosts are checked.
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+/// The router thread's state.
+pub struct Router {
+    /// The bound ROUTER socket.
+    pub socket: zmq::Socket,
+    /// Its monitor (handshake failures, accepted connections).
+    pub monitor: zmq::Socket,
+    /// Shared host state.
+    pub registry: Arc<Mutex<Registry>>,
+    /// Shared counters.
+    pub stats: Arc<Stats>,
+    /// How often every host is pinged.
+    pub ping_interval: Duration,
+    /// Rate limit for handshake-failure warnings.
+    pub failure_log: LogLimit,
+}
+
+/// At most one log line per period, counting what it held back.
+#[derive(Debug, Default)]
+pub struct LogLimit {
+    last: std::cell::Cell<Option<Instant>>,
+    suppressed: std::cell::Cell<u64>,
+}
+
+impl LogLimit {
+    const PERIOD: Duration = Duration::from_secs(60);
+
+    /// `Some(held back since the last line)` if a line may be logged now.
+    pub fn allow(&self, now: Instant) -> Option<u64> {
+        match self.last.get() {
+            Some(last) if now.duration_since(last) < Self::PERIOD => {
+                self.suppressed.set(self.suppressed.get() + 1);
+                None
+            }
+            _ => {
+                self.last.set(Some(now));
+                Some(self.suppressed.replace(0))
+            }
+        }
+    }
+}
+
+impl Router {
+    /// Serves agents until `stop` is set.
+    ///
+    /// # Errors
+    /// Only when the socket itself fails; per-message problems are logged and
+    /// counted.
+    pub fn serve(self, stop: &AtomicBool) -> anyhow::Result<()> {
+        let mut next_sweep = Instant::now() + SWEEP_EVERY;
+        let mut next_ping = Instant::now() + self.ping_interval;
+        while !stop.load(Ordering::Relaxed) {
+            let wait = next_sweep.saturating_duration_since(Instant::now());
+            let mut items =
+                [self.socket.as_poll_item(zmq::POLLIN), self.monitor.as_poll_item(zmq::POLLIN)];
+            match zmq::poll(&mut items, i64::try_from(wait.as_millis()).unwrap_or(250).max(1)) {
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            while let Some(event) = curvemon_link::read_event(&self.monitor)? {
+                self.on_event(&event);
+            }
+            // Bounded, so a flood cannot starve the sweep and pings.
+            for _ in 0..1024 {
+                if !self.receive_one()? {
+                    break;
+                }
+            }
+            let now = Instant::now();
+            if now >= next_sweep {
+                self.lock().sweep(Now::current());
+                next_sweep = now + SWEEP_EVERY;
+            }
+            if now >= next_ping {
+                self.ping_all();
+                next_ping = now + self.ping_interval;
+            }
+        }
+        debug!("Router stopped.");
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Receives and handles one message; false when none was waiting.
+    fn receive_one(&self) -> anyhow::Result<bool> {
+        let routing = match self.socket.recv_msg(zmq::DONTWAIT) {
+            Ok(msg) => msg,
+            Err(zmq::Error::EAGAIN) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        if !routing.get_more() {
+            Stats::bump(&self.stats.decode_errors);
+            warn!("Dropping a message without a payload frame.");
+            return Ok(true);
+        }
+        let mut payload = self.socket.recv_msg(0)?;
+        let mut extra = 0;
+        while self.socket.get_rcvmore()? {
+            let _ = self.socket.recv_msg(0)?;
+            extra += 1;
+        }
+        let address = payload.gets("Peer-Address").unwrap_or("?").to_string();
+        let user_id = payload.gets("User-Id").map(str::to_string);
+        Stats::bump(&self.stats.frames_received);
+        self.stats.bytes_received.fetch_add(payload.len() as u64, Ordering::Relaxed);
+        let Some(key) = user_id.and_then(|k| k.parse::<PublicKey>().ok()) else {
+            // Cannot happen with CURVE and our ZAP handler; refuse to guess.
+            Stats::bump(&self.stats.decode_errors);
+            warn!(peer = %address, "Dropping a message without an authenticated key.");
+            return Ok(true);
+        };
+        if extra > 0 {
+            Stats::bump(&self.stats.decode_errors);
+            warn!(peer = %address, %key, extra, "Dropping a message with more than one payload frame.");
+            return Ok(true);
+        }
+        let peer = Peer { key, routing_id: routing.to_vec(), address };
+        match codec::decode(&payload) {
+            Ok(message) => {
+                let replies = self.lock().on_message(&peer, message, Now::current());
+                for reply in replies {
+                    self.send(&peer.routing_id, &reply);
+                }
+            }
+            Err(DecodeError::UnsupportedVersion { theirs, ours }) => {
+                Stats::bump(&self.stats.version_mismatches);
+                warn!(peer = %peer.address, key = %peer.key, agent_version = theirs, collector_version = ours, "Agent speaks another protocol version; rejecting.");
+                let reject = Message::Reject(Reject {
+                    reason: RejectReason::UnsupportedVersion { collector: ours, agent: theirs },
+                    detail: format!(
+                        "this collector speaks protocol version {ours}, the agent sent version {theirs}; \
+                         run the same curvemon release on both"
+                    ),
+                });
+                self.send(&peer.routing_id, &reject);
+            }
+            Err(error) => {
+                Stats::bump(&self.stats.decode_errors);
+                let version = peek_version(&payload).ok();
+                warn!(peer = %peer.address, key = %peer.key, %error, bytes = payload.len(), ?version, "Dropping a malformed frame.");
+            }
+        }
+        Ok(true)
+    }
+
+    fn send(&self, routing_id: &[u8], message: &Message) {
+        let frame = codec::encode(message);
+        let sent = self
+            .socket
+            .send(routing_id, zmq::SNDMORE | zmq::DONTWAIT)
+            .and_then(|()| self.socket.send(frame, zmq::DONTWAIT));
+        if let Err(error) = sent {
+            Stats::bump(&self.stats.replies_dropped);
+            debug!(%error, kind = message.kind(), "Could not queue a reply.");
+        }
+    }
+
+    fn ping_all(&self) {
+        let targets = self.lock().ping_targets();
+        let ping = Message::Ping(Ping { sent_at_ms: unix_ms() });
+        for routing_id in targets {
+            self.send(&routing_id, &ping);
+        }
+    }
+
+    fn on_event(&self, event: &Event) {
+        match event.kind {
+            EventKind::Accepted => debug!(peer = %event.endpoint, "TCP connection accepted."),
+            EventKind::HandshakeSucceeded => {
+                debug!(peer = %event.endpoint, "CURVE handshake done.")
+            }
+            EventKind::HandshakeFailedAuth => {
+                // The ZAP handler has logged the key; count the failure here.
+                Stats::bump(&self.stats.handshake_failures);
+            }
+            EventKind::HandshakeFailedProtocol | EventKind::HandshakeFailedNoDetail => {
+                Stats::bump(&self.stats.handshake_failures);
+                // A misconfigured agent retries every few seconds: say it
+                // once a minute, with how many were not logged.
+                if let Some(suppressed) = self.failure_log.allow(Instant::now()) {
+                    warn!(
+                        endpoint = %event.endpoint,
+                        reason = %event.describe(),
+                        suppressed,
+                        "CURVE handshake failed (an agent with a wrong collector key, or not a curvemon agent)."
+                    );
+                }
+            }
+            EventKind::Disconnected => debug!(peer = %event.endpoint, "Connection closed."),
+            _ => {}
+        }
+    }
+}
+
+/// Creates, configures and binds the ROUTER. The ZAP handler must already be
+/// bound in the same context.
+///
+/// # Errors
+/// Socket options or the bind.
+pub fn bind(
+    ctx: &zmq::Context,
+    identity: &curvemon_keys::KeyPair,
+    listen: &str,
+) -> anyhow::Result<(zmq::Socket, zmq::Socket)> {
+    use anyhow::Context as _;
+    let mut socket = ctx.socket(zmq::ROUTER)?;
+    curvemon_link::apply_server(&mut socket, identity)?;
+    socket.set_linger(0)?;
+    // Refuse oversized frames inside libzmq, before they are buffered.
+    socket.set_maxmsgsize(curvemon_protocol::MAX_FRAME_BYTES as i64)?;
+    // A peer that stalls its handshake is dropped after 10 s.
+    socket.set_handshake_ivl(10_000)?;
+    socket.set_ipv6(listen.contains('['))?;
+    let monitor = curvemon_link::attach_monitor(ctx, &socket, "router")?;
+    socket.bind(listen).with_context(|| format!("binding the agent socket to {listen}"))?;
+    info!(%listen, protocol_version = PROTOCOL_VERSION, "Listening for agents.");
+    Ok((socket, monitor))
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Logs and swallows a router failure (the caller shuts down).
+pub fn log_failure(error: &anyhow::Error) {
+    error!(error = %format!("{error:#}"), "The agent socket failed.");
+}

@@ -1,0 +1,60 @@
+//! The collector's own counters, shared between the socket threads (which
+//! increment) and the HTTP API (which reads). Relaxed atomics: each counter
+//! is independent and only ever grows.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// Counters of what arrived on the agent socket.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Frames received from authenticated agents.
+    pub frames_received: AtomicU64,
+    /// Bytes in those frames.
+    pub bytes_received: AtomicU64,
+    /// Frames that did not decode (bad magic, malformed body, wrong shape).
+    pub decode_errors: AtomicU64,
+    /// Frames of another protocol version (answered with a reject).
+    pub version_mismatches: AtomicU64,
+    /// CURVE handshakes that failed (wrong server key, NULL mechanism, ...).
+    pub handshake_failures: AtomicU64,
+    /// Agents refused by the allowlist.
+    pub agents_refused: AtomicU64,
+    /// Replies that could not be queued (peer gone or queue full).
+    pub replies_dropped: AtomicU64,
+}
+
+/// A point-in-time copy of [`Stats`], for JSON.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct StatsSnapshot {
+    pub frames_received: u64,
+    pub bytes_received: u64,
+    pub decode_errors: u64,
+    pub version_mismatches: u64,
+    pub handshake_failures: u64,
+    pub agents_refused: u64,
+    pub replies_dropped: u64,
+}
+
+impl Stats {
+    /// Adds one to a counter.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            frames_received: get(&self.frames_received),
+            bytes_received: get(&self.bytes_received),
+            decode_errors: get(&self.decode_errors),
+            version_mismatches: get(&self.version_mismatches),
+            handshake_failures: get(&self.handshake_failures),
+            agents_refused: get(&self.agents_refused),
+            replies_dropped: get(&self.replies_dropped),
+        }
+    }
+}
