@@ -215,7 +215,7 @@ impl Agent {
                 return Ok(Outcome::Shutdown(reason.to_string()));
             }
             while let Some(event) = curvemon_link::read_event(&link.monitor)? {
-                self.on_event(&event, link);
+                self.on_event(&event, link, &mut session);
             }
             loop {
                 let frame = match link.dealer.recv_bytes(zmq::DONTWAIT) {
@@ -303,10 +303,11 @@ impl Agent {
         None
     }
 
-    fn on_event(&mut self, event: &Event, link: &Link) {
+    fn on_event(&mut self, event: &Event, link: &Link, session: &mut Session) {
         match event.kind {
             EventKind::HandshakeSucceeded => {
                 link.handshake_done.set(true);
+                session.connection_established();
                 self.last_failure = None;
                 info!(collector = %event.endpoint, "Connected to the collector (CURVE handshake done).");
                 let hello = Message::Hello(Hello {

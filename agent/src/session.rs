@@ -46,6 +46,14 @@ impl Session {
         self.model_pending = true;
     }
 
+    /// A new connection completed its handshake: the collector behind it may
+    /// be a restarted one that knows nothing, so the answer window restarts.
+    /// (Reconnecting is itself rate-limited by the reconnect backoff, so this
+    /// does not let a collector make the agent send models in a loop.)
+    pub fn connection_established(&mut self) {
+        self.last_model_sent = None;
+    }
+
     /// The schema changed since the last model: send one now, outside the
     /// rate limit (that limit is for requests, not for news).
     pub fn schema_changed(&mut self) {
@@ -110,5 +118,16 @@ mod tests {
         );
         assert_eq!(s.next_deadline(), t0 + MODEL_ANSWER_GAP);
         assert!(s.model_due(t0 + MODEL_ANSWER_GAP), "and is answered when it ends");
+    }
+
+    #[test]
+    fn a_new_connection_may_ask_at_once() {
+        let t0 = Instant::now();
+        let mut s = Session::new(t0, Duration::from_secs(30));
+        s.model_sent(t0);
+        s.model_requested();
+        assert!(!s.model_due(t0 + Duration::from_secs(1)));
+        s.connection_established();
+        assert!(s.model_due(t0 + Duration::from_secs(1)));
     }
 }

@@ -1,0 +1,275 @@
+//! Test harness: real `collector` and `agent` processes on loopback TCP, keys
+//! made by the binaries' own `keygen`, logs captured to files, and polling
+//! with deadlines instead of sleeps.
+
+#![allow(dead_code)]
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// The collector binary cargo built for this test.
+pub fn collector_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_collector"))
+}
+
+/// The agent binary: built by `cargo test --workspace` next to the
+/// collector; built here if this crate's tests run alone.
+pub fn agent_bin() -> PathBuf {
+    static AGENT: OnceLock<PathBuf> = OnceLock::new();
+    AGENT
+        .get_or_init(|| {
+            let path = collector_bin().with_file_name("agent");
+            let cargo = option_env!("CARGO").unwrap_or("cargo");
+            let status = Command::new(cargo)
+                .args(["build", "--quiet", "-p", "curvemon-agent", "--bin", "agent"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("running cargo to build the agent");
+            assert!(status.success(), "building the agent failed");
+            assert!(path.exists(), "{} missing after cargo build", path.display());
+            path
+        })
+        .clone()
+}
+
+/// A TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after
+/// `limit` with `what` and the last value seen.
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process whose stderr goes to a file; killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(bin: &Path, args: &[&str], log: PathBuf, name: &str) -> Proc {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bin)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        Proc { child, log, name: name.to_string() }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) {
+        wait_for(&format!("{:?} in the {} log", needle, self.name), limit, || {
+            self.log().contains(needle).then_some(())
+        });
+    }
+
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+    }
+
+    /// Waits for the process to exit, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let name = self.name.clone();
+        wait_for(&format!("{name} to exit"), limit, || self.child.try_wait().unwrap())
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("---- {} log ({}) ----\n{}", self.name, self.log.display(), self.log());
+        }
+    }
+}
+
+/// Runs a binary to completion; returns (success, stdout, stderr).
+pub fn run(bin: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A scratch directory with a collector key pair and helpers to add agents.
+pub struct Fleet {
+    pub dir: tempfile::TempDir,
+    pub zmq_port: u16,
+    pub http_port: u16,
+}
+
+impl Fleet {
+    pub fn new() -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = Fleet { dir, zmq_port: free_port(), http_port: free_port() };
+        let keys = fleet.collector_keys();
+        let (ok, _, err) = run(&collector_bin(), &["keygen", "--keys", keys.to_str().unwrap()]);
+        assert!(ok, "collector keygen failed: {err}");
+        fleet
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn collector_keys(&self) -> PathBuf {
+        self.path("collector-keys")
+    }
+
+    /// Generates an agent key directory holding the collector's public key.
+    /// With `allow`, the agent's key goes into the collector's allowlist.
+    pub fn agent_keys(&self, name: &str, allow: bool) -> PathBuf {
+        let keys = self.path(&format!("agent-{name}"));
+        let (ok, _, err) =
+            run(&agent_bin(), &["keygen", "--keys", keys.to_str().unwrap(), "--name", name]);
+        assert!(ok, "agent keygen failed: {err}");
+        std::fs::copy(self.collector_keys().join("collector.key"), keys.join("collector.key"))
+            .unwrap();
+        if allow {
+            let allow_dir = self.collector_keys().join("authorized_agents");
+            std::fs::create_dir_all(&allow_dir).unwrap();
+            std::fs::copy(keys.join("agent.key"), allow_dir.join(format!("{name}.key"))).unwrap();
+        }
+        keys
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.zmq_port)
+    }
+
+    /// Starts the collector with extra flags and waits until HTTP answers.
+    pub fn start_collector(&self, extra: &[&str], log_name: &str) -> Proc {
+        let keys = self.collector_keys();
+        let listen = self.endpoint();
+        let http = format!("127.0.0.1:{}", self.http_port);
+        let mut args = vec!["--keys", keys.to_str().unwrap(), "--listen", &listen, "--http", &http];
+        args.extend_from_slice(extra);
+        let proc = Proc::spawn(&collector_bin(), &args, self.path(log_name), "collector");
+        wait_for("the collector's HTTP port", Duration::from_secs(20), || {
+            http_get(self.http_port, "/healthz").filter(|(status, _)| *status == 200)
+        });
+        proc
+    }
+
+    /// Starts an agent with a key directory from [`Fleet::agent_keys`].
+    pub fn start_agent(&self, name: &str, keys: &Path, extra: &[&str]) -> Proc {
+        let mut args = vec!["--keys", keys.to_str().unwrap(), "--name", name];
+        args.extend_from_slice(extra);
+        let endpoint = self.endpoint();
+        args.push(&endpoint);
+        Proc::spawn(
+            &agent_bin(),
+            &args,
+            self.path(&format!("agent-{name}.log")),
+            &format!("agent {name}"),
+        )
+    }
+
+    /// `GET /api/hosts`.
+    pub fn hosts(&self) -> Vec<Value> {
+        self.json("/api/hosts").and_then(|v| v.as_array().cloned()).unwrap_or_default()
+    }
+
+    /// The host called `name`, if listed.
+    pub fn host(&self, name: &str) -> Option<Value> {
+        self.hosts().into_iter().find(|h| h["hostname"] == name)
+    }
+
+    /// Waits until host `name` satisfies `check`, returning its JSON.
+    pub fn wait_host(
+        &self,
+        name: &str,
+        what: &str,
+        limit: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        wait_for(&format!("host {name}: {what}"), limit, || self.host(name).filter(|h| check(h)))
+    }
+
+    pub fn stats(&self) -> Value {
+        self.json("/api/stats").unwrap_or(Value::Null)
+    }
+
+    pub fn json(&self, path: &str) -> Option<Value> {
+        let (status, body) = http_get(self.http_port, path)?;
+        (status == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+    }
+}
+
+/// A one-shot HTTP/1.1 GET; `None` if nothing listens.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Some((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// MemTotal of this machine in bytes, from /proc/meminfo.
+pub fn mem_total_bytes() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// CPUs listed in /proc/stat.
+pub fn cpu_count() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    stat.lines().filter(|l| l.starts_with("cpu") && !l.starts_with("cpu ")).count() as u64
+}
