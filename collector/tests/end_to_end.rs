@@ -302,3 +302,27 @@ fn keygen_never_overwrites_without_force() {
     assert!(out.contains("public key:"));
     assert_ne!(std::fs::read_to_string(keys.join("collector.key")).unwrap(), before);
 }
+
+#[test]
+fn agent_reconnects_when_a_frozen_collector_goes_silent() {
+    // SIGSTOP keeps the TCP connection open but silent: only the agent's own
+    // stale window can notice.
+    let fleet = Fleet::new();
+    let keys = fleet.agent_keys("edge-01", true);
+    let collector = fleet.start_collector(&["--ping-interval", "200ms"], "collector.log");
+    let agent =
+        fleet.start_agent("edge-01", &keys, &["--interval", "250ms", "--stale-after", "1s"]);
+    fleet.wait_host("edge-01", "up", LIMIT, |h| h["state"] == "up" && h["latest"].is_object());
+
+    collector.signal(Signal::STOP);
+    agent.wait_for_log("nothing heard from the collector for 1s", LIMIT);
+    agent.wait_for_log("Reconnecting to the collector.", LIMIT);
+    collector.signal(Signal::CONT);
+
+    let hellos = || collector.log().matches("Agent said hello.").count();
+    wait_for("a hello on the new socket", LIMIT, || (hellos() >= 2).then_some(()));
+    let now = seq(&fleet.host("edge-01").unwrap());
+    fleet.wait_host("edge-01", "up and sampling again", LIMIT, |h| {
+        h["state"] == "up" && seq(h) > now
+    });
+}

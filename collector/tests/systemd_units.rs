@@ -17,21 +17,31 @@ fn install(dir: &Path, unit: &str, installed: &str, built: &Path) {
 }
 
 fn analyze(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("systemd-analyze")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("systemd-analyze must be installed (Debian package systemd); scripts/test installs it");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("systemd-analyze").args(args).current_dir(dir).output().expect(
+        "systemd-analyze must be installed (Debian package systemd); scripts/test installs it",
+    );
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
 
 #[test]
 fn units_verify_and_stay_hardened() {
     let dir = tempfile::tempdir().unwrap();
-    install(dir.path(), "curvemon-agent.service", "/usr/local/bin/curvemon-agent", &common::agent_bin());
-    install(dir.path(), "curvemon-collector.service", "/usr/local/bin/curvemon-collector", &common::collector_bin());
-    let (ok, text) = analyze(dir.path(), &["verify", "curvemon-agent.service", "curvemon-collector.service"]);
+    install(
+        dir.path(),
+        "curvemon-agent.service",
+        "/usr/local/bin/curvemon-agent",
+        &common::agent_bin(),
+    );
+    install(
+        dir.path(),
+        "curvemon-collector.service",
+        "/usr/local/bin/curvemon-collector",
+        &common::collector_bin(),
+    );
+    let (ok, text) =
+        analyze(dir.path(), &["verify", "curvemon-agent.service", "curvemon-collector.service"]);
     assert!(ok && text.trim().is_empty(), "systemd-analyze verify:\n{text}");
 
     for unit in ["curvemon-agent.service", "curvemon-collector.service"] {
@@ -48,5 +58,8 @@ fn units_verify_and_stay_hardened() {
 
     // ProcSubset=pid would hide /proc/stat and /proc/meminfo from the agent.
     let agent = std::fs::read_to_string(units_dir().join("curvemon-agent.service")).unwrap();
-    assert!(!agent.lines().any(|l| l.trim_start().starts_with("ProcSubset=")), "agent must see /proc/stat");
+    assert!(
+        !agent.lines().any(|l| l.trim_start().starts_with("ProcSubset=")),
+        "agent must see /proc/stat"
+    );
 }
