@@ -37,11 +37,7 @@ impl Config {
     /// # Errors
     /// A message naming the flag and what it expects.
     pub fn from_args(args: RunArgs) -> anyhow::Result<Self> {
-        let keys_dir = match args.keys {
-            Some(dir) => dir,
-            None => curvemon_keys::keygen::default_dir()
-                .context("no home directory to find the default key directory; pass --keys DIR")?,
-        };
+        let keys_dir = curvemon_keys::keygen::key_dir(args.keys)?;
         let collector_key = args.collector_key.unwrap_or_else(|| keys_dir.join("collector.key"));
         let collector =
             args.collector.context("COLLECTOR is required (host, host:port or tcp://host:port)")?;

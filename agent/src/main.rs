@@ -31,12 +31,7 @@ fn main() -> ExitCode {
 }
 
 fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
-    let dir = match args.keys {
-        Some(dir) => dir,
-        None => {
-            curvemon_keys::keygen::default_dir().context("no home directory; pass --keys DIR")?
-        }
-    };
+    let dir = curvemon_keys::keygen::key_dir(args.keys)?;
     let name = args.name.unwrap_or_else(curvemon_keys::keygen::local_hostname);
     let generated = curvemon_keys::keygen::generate(&dir, "agent", &name, args.force)?;
     println!("public key:  {}", generated.public);

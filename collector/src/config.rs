@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use crate::{cli::RunArgs, registry::Liveness};
 
@@ -27,11 +27,7 @@ impl Config {
     /// # Errors
     /// A message naming the flag and what it expects.
     pub fn from_args(args: RunArgs) -> anyhow::Result<Self> {
-        let keys_dir = match args.keys {
-            Some(dir) => dir,
-            None => curvemon_keys::keygen::default_dir()
-                .context("no home directory to find the default key directory; pass --keys DIR")?,
-        };
+        let keys_dir = curvemon_keys::keygen::key_dir(args.keys)?;
         if !args.listen.starts_with("tcp://") {
             bail!(
                 "--listen {:?}: expected tcp://ADDRESS:PORT, for example tcp://0.0.0.0:5556",

@@ -59,12 +59,7 @@ async fn cancel_on_signal(token: CancellationToken) {
 }
 
 fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
-    let dir = match args.keys {
-        Some(dir) => dir,
-        None => {
-            curvemon_keys::keygen::default_dir().context("no home directory; pass --keys DIR")?
-        }
-    };
+    let dir = curvemon_keys::keygen::key_dir(args.keys)?;
     let name = curvemon_keys::keygen::local_hostname();
     let generated = curvemon_keys::keygen::generate(&dir, "collector", &name, args.force)?;
     println!("public key:  {}", generated.public);

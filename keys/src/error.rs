@@ -50,6 +50,9 @@ pub enum KeyError {
         /// The existing file.
         path: PathBuf,
     },
+    /// No `--keys` and no home directory for the default one.
+    #[error("no home directory to hold the default key directory; pass --keys DIR")]
+    NoKeyDir,
     /// The operating system had no randomness to give.
     #[error("cannot get random bytes for a new key: {0}")]
     Random(String),

@@ -26,10 +26,20 @@ pub fn generate(dir: &Path, base: &str, name: &str, force: bool) -> Result<Gener
     Ok(Generated { public: pair.public, public_path, secret_path })
 }
 
-/// The default key directory: `$XDG_CONFIG_HOME/curvemon/keys` (usually
-/// `~/.config/curvemon/keys`). The systemd units pass `/etc/curvemon/keys`.
-pub fn default_dir() -> Option<PathBuf> {
-    directories::ProjectDirs::from("", "", "curvemon").map(|d| d.config_dir().join("keys"))
+/// The key directory: `given` (from `--keys`), else
+/// `$XDG_CONFIG_HOME/curvemon/keys` (usually `~/.config/curvemon/keys`). The
+/// systemd units pass `/etc/curvemon/keys`.
+///
+/// # Errors
+/// [`KeyError::NoKeyDir`] when nothing was given and there is no home
+/// directory to put the default under.
+pub fn key_dir(given: Option<PathBuf>) -> Result<PathBuf, KeyError> {
+    match given {
+        Some(dir) => Ok(dir),
+        None => directories::ProjectDirs::from("", "", "curvemon")
+            .map(|d| d.config_dir().join("keys"))
+            .ok_or(KeyError::NoKeyDir),
+    }
 }
 
 /// The local host name from the kernel, for certificate metadata and agent
