@@ -71,11 +71,34 @@ pub struct RunArgs {
     /// Where procfs is mounted (another path for containers and tests).
     #[arg(long, env = "CURVEMON_PROC_ROOT", default_value = "/proc", value_name = "DIR")]
     pub proc_root: PathBuf,
+    /// Where sysfs is mounted (cgroups are read under DIR/fs/cgroup).
+    #[arg(long, env = "CURVEMON_SYS_ROOT", default_value = "/sys", value_name = "DIR")]
+    pub sys_root: PathBuf,
+    /// The host's root file system, under which mount points are measured
+    /// (an agent in a container sees the host's / mounted elsewhere).
+    #[arg(long, env = "CURVEMON_ROOTFS", default_value = "/", value_name = "DIR")]
+    pub rootfs: PathBuf,
+    /// Per-family options (TOML) [default: /etc/curvemon/agent.toml, if it exists].
+    #[arg(long, env = "CURVEMON_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Run only these collectors (comma-separated); `agent --list-collectors` names them.
+    #[arg(long, env = "CURVEMON_COLLECTORS", value_delimiter = ',', value_name = "LIST")]
+    pub collectors: Option<Vec<String>>,
+    /// Do not run this collector (repeatable).
+    #[arg(long = "no-collector", value_name = "NAME")]
+    pub no_collector: Vec<String>,
+    /// Print the collectors, what each reads, and whether it runs by default; then exit.
+    #[arg(long)]
+    pub list_collectors: bool,
     /// Where the host's /etc is (os-release, machine-id).
     #[arg(long, env = "CURVEMON_ETC_ROOT", default_value = "/etc", value_name = "DIR")]
     pub etc_root: PathBuf,
     /// The collector: `host`, `host:port` or `tcp://host:port` (port 5556 by default).
-    #[arg(env = "CURVEMON_COLLECTOR", value_name = "COLLECTOR", required = true)]
+    #[arg(
+        env = "CURVEMON_COLLECTOR",
+        value_name = "COLLECTOR",
+        required_unless_present = "list_collectors"
+    )]
     pub collector: Option<String>,
 }
 

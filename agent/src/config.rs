@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
 
-use crate::cli::RunArgs;
+use crate::{cli::RunArgs, collectors, options::Options};
 
 /// The collector's port when COLLECTOR does not name one.
 pub const DEFAULT_PORT: u16 = 5556;
@@ -29,7 +29,18 @@ pub struct Config {
     pub proc_root: PathBuf,
     /// Where the host's /etc is.
     pub etc_root: PathBuf,
+    /// Where sysfs is.
+    pub sys_root: PathBuf,
+    /// The host's root file system.
+    pub rootfs: PathBuf,
+    /// Collectors to run, in catalog order.
+    pub collectors: Vec<String>,
+    /// Per-family options from the config file.
+    pub options: Options,
 }
+
+/// The config file read when `--config` is not given (absence is fine).
+pub const DEFAULT_CONFIG: &str = "/etc/curvemon/agent.toml";
 
 impl Config {
     /// Resolves defaults and checks values.
@@ -48,6 +59,19 @@ impl Config {
         if args.stale_after < Duration::from_secs(1) {
             bail!("--stale-after {:?} is too short: at least 1s", args.stale_after);
         }
+        let options = match &args.config {
+            Some(path) => Options::load(path, true)?,
+            None => Options::load(std::path::Path::new(DEFAULT_CONFIG), false)?,
+        };
+        let collectors = collectors::select(
+            args.collectors.as_deref(),
+            options.collectors.as_deref(),
+            &args.no_collector,
+        )
+        .map_err(anyhow::Error::msg)?;
+        if collectors.is_empty() {
+            bail!("no collector left to run; check --collectors and --no-collector");
+        }
         let name = args.name.unwrap_or_else(curvemon_keys::keygen::local_hostname);
         if name.is_empty() || name.len() > 253 || name.chars().any(|c| c.is_control()) {
             bail!("--name {name:?}: expected 1 to 253 printable characters");
@@ -61,6 +85,10 @@ impl Config {
             name,
             proc_root: args.proc_root,
             etc_root: args.etc_root,
+            sys_root: args.sys_root,
+            rootfs: args.rootfs,
+            collectors,
+            options,
         })
     }
 }

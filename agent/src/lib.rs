@@ -10,7 +10,7 @@
 //!
 //! Layout:
 //! - [`cli`] and [`config`]: flags, and the validated values `run` takes.
-//! - [`proc_root`]: the only door to `/proc`, so tests can point it at a fixture tree.
+//! - [`roots`]: the only doors to `/proc`, `/sys` and mount points, so tests can point them at fixture trees.
 //! - [`collectors`]: one module per `/proc` family, behind one trait.
 //! - [`sampler`]: runs the collectors and lays out the schema and values.
 //! - [`model`]: the host inventory sent on request.
@@ -23,7 +23,8 @@ pub mod cli;
 pub mod collectors;
 pub mod config;
 pub mod model;
-pub mod proc_root;
+pub mod options;
+pub mod roots;
 pub mod run;
 pub mod sampler;
 pub mod session;

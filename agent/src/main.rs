@@ -14,6 +14,12 @@ use curvemon_agent::{
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
+    if cli.run.list_collectors {
+        for (name, default, reads) in curvemon_agent::collectors::CATALOG {
+            println!("{name:<11} {:<4} {reads}", if *default { "on" } else { "off" });
+        }
+        return ExitCode::SUCCESS;
+    }
     let result = match cli.command {
         Some(Command::Keygen(args)) => keygen(args),
         None => Config::from_args(cli.run).and_then(|config| {

@@ -6,7 +6,7 @@ use std::path::Path;
 use curvemon_protocol::{Model, Schema};
 use procfs::{CpuInfo, KernelStats, Meminfo};
 
-use crate::proc_root::{ProcReadError, ProcRoot};
+use crate::roots::{ProcReadError, Roots};
 
 /// Facts about the host that change rarely (the hello uses a few of them).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +36,7 @@ pub struct HostFacts {
 ///
 /// # Errors
 /// The required file that could not be read.
-pub fn read_facts(root: &ProcRoot, etc_root: &Path) -> Result<HostFacts, ProcReadError> {
+pub fn read_facts(root: &Roots, etc_root: &Path) -> Result<HostFacts, ProcReadError> {
     let stat: KernelStats = root.read_si()?;
     let mem: Meminfo = root.read()?;
     let cpu_model = root

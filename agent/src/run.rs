@@ -27,7 +27,7 @@ use crate::{
     collectors,
     config::Config,
     model::{self, HostFacts},
-    proc_root::ProcRoot,
+    roots::Roots,
     sampler::{Sample, Sampler},
     session::Session,
     signals::Signals,
@@ -64,7 +64,7 @@ pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
             )
         })?
         .public;
-    let root = ProcRoot::new(&config.proc_root);
+    let root = Roots::new(&config.proc_root).with_sys(&config.sys_root).with_rootfs(&config.rootfs);
     let facts = model::read_facts(&root, &config.etc_root)
         .with_context(|| format!("cannot read host facts under {}", config.proc_root.display()))?;
     info!(
@@ -73,9 +73,11 @@ pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
         agent_key = %identity.pair.public,
         collector_key = %collector_key,
         interval = ?config.interval,
+        collectors = %config.collectors.join(","),
         "Starting agent."
     );
 
+    let sampler = Sampler::new(collectors::build(&config.collectors, &config.options));
     let ctx = zmq::Context::new();
     let mut agent = Agent {
         interval_ms: u32::try_from(config.interval.as_millis()).unwrap_or(u32::MAX),
@@ -84,7 +86,7 @@ pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
         collector_key,
         root,
         facts,
-        sampler: Sampler::new(collectors::all()),
+        sampler,
         last_sample: None,
         seq: 0,
         dropped: 0,
@@ -127,7 +129,7 @@ struct Agent {
     config: Config,
     identity: SecretCert,
     collector_key: PublicKey,
-    root: ProcRoot,
+    root: Roots,
     facts: HostFacts,
     sampler: Sampler,
     interval_ms: u32,

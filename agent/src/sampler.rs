@@ -1,35 +1,43 @@
 //! Runs every collector once per interval and lays the result out as a
-//! schema plus values in schema order, the shape the wire wants.
+//! schema revision plus values in schema order, the shape the wire wants.
+//!
+//! The layout is hashed straight from the collectors' output; the schema
+//! itself (owned names and labels) is rebuilt only when that revision
+//! changes, so a steady-state sample allocates little more than its values.
 //!
 //! A collector that fails keeps its families in the schema with NaN values
 //! (so one flaky file does not churn schema revisions), and its success and
 //! duration are reported as metrics of their own, as node_exporter does.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
-use curvemon_protocol::{Family, Kind, Label, Schema};
+use curvemon_protocol::{Family, Kind, RevisionHasher, Schema};
 use tracing::{info, warn};
 
 use crate::{
-    collectors::{Collector, FamilySample},
-    proc_root::ProcRoot,
+    collectors::{Collector, FamilySample, label},
+    roots::Roots,
 };
 
 /// One sample: the schema it follows and its values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    /// Families and series, in value order.
-    pub families: Vec<Family>,
+    /// The schema's revision.
+    pub revision: u64,
     /// One value per series.
     pub values: Vec<f64>,
-    /// [`Schema::compute_revision`] of `families`.
-    pub revision: u64,
+    families: Arc<Vec<Family>>,
 }
 
 impl Sample {
+    /// Families and series, in value order.
+    pub fn families(&self) -> &[Family] {
+        &self.families
+    }
+
     /// The schema, for the model.
     pub fn schema(&self) -> Schema {
-        Schema { revision: self.revision, families: self.families.clone() }
+        Schema { revision: self.revision, families: self.families.as_ref().clone() }
     }
 }
 
@@ -38,88 +46,110 @@ struct Slot {
     /// The last successful output, to keep the layout while failing.
     last_ok: Option<Vec<FamilySample>>,
     failing: bool,
+    seconds: f64,
 }
 
 /// The set of enabled collectors and what they last produced.
 pub struct Sampler {
     slots: Vec<Slot>,
+    schema: Option<(u64, Arc<Vec<Family>>)>,
 }
 
 impl Sampler {
     /// A sampler over `collectors`, in that order.
     pub fn new(collectors: Vec<Box<dyn Collector>>) -> Self {
-        Sampler {
-            slots: collectors
-                .into_iter()
-                .map(|collector| Slot { collector, last_ok: None, failing: false })
-                .collect(),
-        }
+        let slots = collectors
+            .into_iter()
+            .map(|collector| Slot { collector, last_ok: None, failing: false, seconds: 0.0 })
+            .collect();
+        Sampler { slots, schema: None }
+    }
+
+    /// Names of the collectors, in order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.slots.iter().map(|s| s.collector.name()).collect()
     }
 
     /// Runs every collector once.
-    pub fn sample(&mut self, root: &ProcRoot) -> Sample {
-        let mut families = Vec::new();
-        let mut values = Vec::new();
-        let mut success = Vec::with_capacity(self.slots.len());
-        let mut duration = Vec::with_capacity(self.slots.len());
+    pub fn sample(&mut self, roots: &Roots) -> Sample {
         for slot in &mut self.slots {
             let name = slot.collector.name();
             let started = Instant::now();
-            let result = slot.collector.collect(root);
-            let took = started.elapsed().as_secs_f64();
-            let ok = match result {
+            let result = slot.collector.collect(roots);
+            slot.seconds = started.elapsed().as_secs_f64();
+            match result {
                 Ok(output) => {
                     if slot.failing {
                         info!(collector = name, "Collector recovered.");
                         slot.failing = false;
                     }
-                    push(&mut families, &mut values, &output, false);
                     slot.last_ok = Some(output);
-                    true
                 }
                 Err(error) => {
                     if !slot.failing {
                         warn!(collector = name, %error, "Collector failed; its values are NaN until it recovers.");
                         slot.failing = true;
                     }
-                    if let Some(previous) = &slot.last_ok {
-                        push(&mut families, &mut values, previous, true);
-                    }
-                    false
                 }
-            };
-            let label = vec![Label::new("collector", name)];
-            success.push((label.clone(), if ok { 1.0 } else { 0.0 }));
-            duration.push((label, took));
+            }
         }
-        let own = [
-            FamilySample {
-                name: "curvemon_agent_collector_success",
-                help: "1 if the collector's last run succeeded, 0 if it failed.",
-                kind: Kind::Gauge,
-                series: success,
-            },
-            FamilySample {
-                name: "curvemon_agent_collector_duration_seconds",
-                help: "How long the collector's last run took.",
-                kind: Kind::Gauge,
-                series: duration,
-            },
-        ];
-        push(&mut families, &mut values, &own, false);
-        let revision = Schema::compute_revision(&families);
-        Sample { families, values, revision }
-    }
-}
+        let mut success = FamilySample::new(
+            "curvemon_agent_collector_success",
+            "1 if the collector's last run succeeded, 0 if it failed.",
+            Kind::Gauge,
+        );
+        let mut duration = FamilySample::new(
+            "curvemon_agent_collector_duration_seconds",
+            "How long the collector's last run took.",
+            Kind::Gauge,
+        );
+        for slot in &self.slots {
+            let name = slot.collector.name();
+            success.push(vec![label("collector", name)], if slot.failing { 0.0 } else { 1.0 });
+            duration.push(vec![label("collector", name)], slot.seconds);
+        }
+        let own = [success, duration];
 
-fn push(families: &mut Vec<Family>, values: &mut Vec<f64>, output: &[FamilySample], nan: bool) {
-    for family in output {
-        families.push(Family {
-            name: family.name.to_string(),
-            help: family.help.to_string(),
-            kind: family.kind,
-            series: family.series.iter().map(|(labels, _)| labels.clone()).collect(),
-        });
-        values.extend(family.series.iter().map(|(_, v)| if nan { f64::NAN } else { *v }));
+        // One pass: hash the layout and gather the values.
+        let parts = || {
+            self.slots
+                .iter()
+                .filter_map(|s| s.last_ok.as_deref().map(|out| (out, s.failing)))
+                .chain(std::iter::once((&own[..], false)))
+        };
+        let mut hasher = RevisionHasher::new();
+        let mut values = Vec::with_capacity(self.schema.as_ref().map_or(64, |(_, f)| f.len() * 4));
+        for (output, failing) in parts() {
+            for family in output {
+                hasher.family(&family.name, family.kind);
+                for (labels, value) in &family.series {
+                    hasher.series();
+                    for l in labels {
+                        hasher.label(&l.name, &l.value);
+                    }
+                    values.push(if failing { f64::NAN } else { *value });
+                }
+            }
+        }
+        let revision = hasher.finish();
+        let families = match &self.schema {
+            Some((cached, families)) if *cached == revision => Arc::clone(families),
+            _ => {
+                let families: Arc<Vec<Family>> = Arc::new(
+                    parts()
+                        .flat_map(|(output, _)| output.iter())
+                        .map(|f| Family {
+                            name: f.name.to_string(),
+                            help: f.help.to_string(),
+                            kind: f.kind,
+                            series: f.series.iter().map(|(labels, _)| labels.clone()).collect(),
+                        })
+                        .collect(),
+                );
+                self.schema = Some((revision, Arc::clone(&families)));
+                families
+            }
+        };
+        Sample { revision, values, families }
     }
 }

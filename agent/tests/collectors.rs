@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use curvemon_agent::{
     collectors::{self, Collector, FamilySample},
     model,
-    proc_root::ProcRoot,
+    options::{Options, ProcessGroup},
+    roots::Roots,
     sampler::Sampler,
 };
 use curvemon_protocol::Kind;
@@ -16,8 +17,8 @@ fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
-fn root(name: &str) -> ProcRoot {
-    ProcRoot::with_system_info(
+fn root(name: &str) -> Roots {
+    Roots::with_system_info(
         fixture(name),
         ExplicitSystemInfo {
             boot_time_secs: 0,
@@ -68,6 +69,8 @@ fn cpu_from_proc_stat() {
     assert_eq!(value(&f, "node_forks_total", &[]), 14_250.0);
     assert_eq!(value(&f, "node_procs_running", &[]), 1.0);
     assert_eq!(value(&f, "node_procs_blocked", &[]), 0.0);
+    assert_eq!(value(&f, "node_intr_total", &[]), 304_162.0);
+    assert_eq!(value(&f, "node_cpu_guest_seconds_total", &[("cpu", "1"), ("mode", "nice")]), 0.0);
 }
 
 #[test]
@@ -140,19 +143,30 @@ fn host_facts_for_the_model() {
 
 #[test]
 fn sample_lays_out_schema_and_values_in_order() {
-    let mut sampler = Sampler::new(collectors::all());
+    let mut sampler = Sampler::new(vec![
+        Box::new(collectors::Cpu),
+        Box::new(collectors::Memory),
+        Box::new(collectors::Load),
+        Box::new(collectors::Uptime),
+    ]);
     let sample = sampler.sample(&root("proc"));
-    let series: usize = sample.families.iter().map(|f| f.series.len()).sum();
+    let series: usize = sample.families().iter().map(|f| f.series.len()).sum();
     assert_eq!(series, sample.values.len());
-    // 16 cpu seconds + 5 stat scalars + 11 memory + 3 load + 1 uptime + 4 success + 4 duration
-    assert_eq!(series, 44);
-    assert_eq!(sample.families[0].name, "node_cpu_seconds_total");
+    // cpu: 16 seconds + 4 guest + 6 scalars; 18 memory; 3 load; 1 uptime;
+    // 4 success and 4 duration.
+    assert_eq!(series, 56);
+    assert_eq!(sample.families()[0].name, "node_cpu_seconds_total");
     assert_eq!(sample.values[0], 128.61);
     let again = sampler.sample(&root("proc"));
     assert_eq!(again.revision, sample.revision, "same layout, same revision");
-    let success =
-        sample.families.iter().position(|f| f.name == "curvemon_agent_collector_success").unwrap();
-    let offset: usize = sample.families[..success].iter().map(|f| f.series.len()).sum();
+    assert_eq!(again.schema(), sample.schema());
+    assert_eq!(again.revision, curvemon_protocol::Schema::compute_revision(again.families()));
+    let success = sample
+        .families()
+        .iter()
+        .position(|f| f.name == "curvemon_agent_collector_success")
+        .unwrap();
+    let offset: usize = sample.families()[..success].iter().map(|f| f.series.len()).sum();
     assert_eq!(&sample.values[offset..offset + 4], &[1.0, 1.0, 1.0, 1.0]);
 }
 
@@ -162,7 +176,7 @@ fn a_failing_collector_keeps_its_layout_and_reports_failure() {
     for f in ["stat", "meminfo", "loadavg", "uptime"] {
         std::fs::copy(fixture("proc").join(f), dir.path().join(f)).unwrap();
     }
-    let root = ProcRoot::with_system_info(
+    let root = Roots::with_system_info(
         dir.path(),
         ExplicitSystemInfo {
             boot_time_secs: 0,
@@ -171,14 +185,19 @@ fn a_failing_collector_keeps_its_layout_and_reports_failure() {
             is_little_endian: true,
         },
     );
-    let mut sampler = Sampler::new(collectors::all());
+    let mut sampler = Sampler::new(vec![
+        Box::new(collectors::Cpu),
+        Box::new(collectors::Memory),
+        Box::new(collectors::Load),
+        Box::new(collectors::Uptime),
+    ]);
     let healthy = sampler.sample(&root);
     std::fs::remove_file(dir.path().join("loadavg")).unwrap();
     let failing = sampler.sample(&root);
     assert_eq!(failing.revision, healthy.revision, "layout kept while failing");
     let at = |sample: &curvemon_agent::sampler::Sample, name: &str| {
-        let i = sample.families.iter().position(|f| f.name == name).unwrap();
-        sample.families[..i].iter().map(|f| f.series.len()).sum::<usize>()
+        let i = sample.families().iter().position(|f| f.name == name).unwrap();
+        sample.families()[..i].iter().map(|f| f.series.len()).sum::<usize>()
     };
     assert!(failing.values[at(&failing, "node_load1")].is_nan());
     assert_eq!(
@@ -188,4 +207,337 @@ fn a_failing_collector_keeps_its_layout_and_reports_failure() {
     let success = at(&failing, "curvemon_agent_collector_success");
     // Order: cpu, memory, load, uptime.
     assert_eq!(&failing.values[success..success + 4], &[1.0, 1.0, 0.0, 1.0]);
+}
+
+fn names(f: &[FamilySample]) -> Vec<&str> {
+    f.iter().map(|x| x.name.as_ref()).collect()
+}
+
+#[test]
+fn vmstat_fields() {
+    let f = collect(&mut collectors::Vmstat, "proc");
+    assert_eq!(value(&f, "node_vmstat_pgfault", &[]), 24_910_070.0);
+    assert_eq!(value(&f, "node_vmstat_pgmajfault", &[]), 5_370.0);
+    assert_eq!(value(&f, "node_vmstat_pgpgout", &[]), 5_734_348.0);
+    assert_eq!(value(&f, "node_vmstat_pswpin", &[]), 0.0);
+    assert_eq!(value(&f, "node_vmstat_oom_kill", &[]), 0.0);
+    assert_eq!(f.len(), 7);
+}
+
+#[test]
+fn pressure_where_the_kernel_has_it() {
+    let f = collect(&mut collectors::Pressure::default(), "proc");
+    assert_eq!(value(&f, "node_pressure_cpu_waiting_seconds_total", &[]), 53.6178);
+    assert_eq!(value(&f, "node_pressure_io_waiting_seconds_total", &[]), 7.638442);
+    assert_eq!(value(&f, "node_pressure_io_stalled_seconds_total", &[]), 6.417263);
+    assert_eq!(value(&f, "node_pressure_memory_stalled_seconds_total", &[]), 0.0);
+    assert_eq!(f.len(), 6);
+    // The 2.6.18 tree has no /proc/pressure: absent, not failed.
+    assert!(collect(&mut collectors::Pressure::default(), "proc-old-kernel").is_empty());
+}
+
+#[test]
+fn disks_without_partitions_loop_or_zram() {
+    let f = collect(&mut collectors::Disk::new(Options::default().disk_exclude), "proc");
+    let reads = f.iter().find(|x| x.name == "node_disk_reads_completed_total").unwrap();
+    let devices: Vec<&str> = reads.series.iter().map(|(l, _)| l[0].value.as_str()).collect();
+    assert_eq!(devices, ["vda"], "loop0-7 and zram0 are excluded");
+    // vda 94486 11870 9311954 141708 19852 35130 11468696 45401 0 16132 188657 ...
+    assert_eq!(value(&f, "node_disk_reads_completed_total", &[("device", "vda")]), 94_486.0);
+    assert_eq!(value(&f, "node_disk_read_bytes_total", &[("device", "vda")]), 9_311_954.0 * 512.0);
+    assert_eq!(value(&f, "node_disk_read_time_seconds_total", &[("device", "vda")]), 141.708);
+    assert_eq!(
+        value(&f, "node_disk_written_bytes_total", &[("device", "vda")]),
+        11_468_696.0 * 512.0
+    );
+    assert_eq!(value(&f, "node_disk_io_now", &[("device", "vda")]), 0.0);
+    assert_eq!(value(&f, "node_disk_io_time_seconds_total", &[("device", "vda")]), 16.132);
+    assert_eq!(
+        value(&f, "node_disk_io_time_weighted_seconds_total", &[("device", "vda")]),
+        188.657
+    );
+    let all = collect(&mut collectors::Disk::new(regex::Regex::new("^$").unwrap()), "proc");
+    assert_eq!(all[0].series.len(), 10, "with no exclusion every device is reported");
+}
+
+#[test]
+fn network_interfaces_sorted_without_loopback() {
+    let f = collect(&mut collectors::Network::new(Options::default().network_exclude), "proc");
+    let family = f.iter().find(|x| x.name == "node_network_receive_bytes_total").unwrap();
+    let devices: Vec<&str> = family.series.iter().map(|(l, _)| l[0].value.as_str()).collect();
+    assert_eq!(devices, ["eth0", "ifb0", "ifb1"]);
+    assert_eq!(value(&f, "node_network_receive_bytes_total", &[("device", "eth0")]), 191_680_361.0);
+    assert_eq!(value(&f, "node_network_receive_packets_total", &[("device", "eth0")]), 9_708.0);
+    assert_eq!(value(&f, "node_network_transmit_bytes_total", &[("device", "eth0")]), 615_898.0);
+    assert_eq!(value(&f, "node_network_transmit_packets_total", &[("device", "eth0")]), 6_575.0);
+    assert_eq!(f.len(), 8);
+}
+
+#[test]
+fn netstat_default_fields() {
+    let f = collect(&mut collectors::Netstat, "proc");
+    assert_eq!(value(&f, "node_netstat_Tcp_ActiveOpens", &[]), 2_434.0);
+    assert_eq!(value(&f, "node_netstat_Tcp_PassiveOpens", &[]), 2_302.0);
+    assert_eq!(value(&f, "node_netstat_Tcp_OutRsts", &[]), 125.0);
+    assert_eq!(value(&f, "node_netstat_Tcp_RetransSegs", &[]), 0.0);
+    assert_eq!(value(&f, "node_netstat_Udp_InDatagrams", &[]), 80.0);
+    assert_eq!(value(&f, "node_netstat_Udp_OutDatagrams", &[]), 81.0);
+    assert_eq!(value(&f, "node_netstat_Ip_Forwarding", &[]), 2.0);
+    assert_eq!(value(&f, "node_netstat_Icmp_InMsgs", &[]), 1.0);
+    assert_eq!(value(&f, "node_netstat_TcpExt_SyncookiesSent", &[]), 0.0);
+    assert_eq!(
+        value(&f, "node_netstat_Ip6_InOctets", &[]),
+        value(&f, "node_netstat_Ip6_InOctets", &[])
+    );
+    let kinds = |n: &str| f.iter().find(|x| x.name == n).unwrap().kind;
+    assert_eq!(kinds("node_netstat_Tcp_CurrEstab"), Kind::Gauge);
+    assert_eq!(kinds("node_netstat_Tcp_InSegs"), Kind::Counter);
+    assert!(!names(&f).contains(&"node_netstat_Tcp_RtoMin"), "not in the default field set");
+}
+
+#[test]
+fn sockstat_counts_and_bytes() {
+    let f = collect(&mut collectors::Sockstat, "proc");
+    assert_eq!(value(&f, "node_sockstat_sockets_used", &[]), 8.0);
+    assert_eq!(value(&f, "node_sockstat_TCP_inuse", &[]), 1.0);
+    assert_eq!(value(&f, "node_sockstat_TCP_tw", &[]), 3.0);
+    assert_eq!(value(&f, "node_sockstat_TCP_mem", &[]), 187.0);
+    assert_eq!(value(&f, "node_sockstat_TCP_mem_bytes", &[]), 187.0 * 4096.0);
+    assert_eq!(value(&f, "node_sockstat_FRAG_memory", &[]), 0.0);
+    assert_eq!(value(&f, "node_sockstat_TCP6_inuse", &[]), 0.0);
+}
+
+#[test]
+fn tcp_connection_states() {
+    let f = collect(&mut collectors::Tcpstat, "proc");
+    assert_eq!(value(&f, "node_tcp_connection_states", &[("state", "time_wait")]), 3.0);
+    assert_eq!(value(&f, "node_tcp_connection_states", &[("state", "listen")]), 1.0);
+    assert_eq!(value(&f, "node_tcp_connection_states", &[("state", "established")]), 0.0);
+    assert_eq!(f[0].series.len(), 11, "every state, always");
+}
+
+#[test]
+fn file_handles_entropy_and_process_counts() {
+    let f = collect(&mut collectors::Filefd, "proc");
+    assert_eq!(value(&f, "node_filefd_allocated", &[]), 383.0);
+    assert_eq!(value(&f, "node_filefd_maximum", &[]), 2_466_177.0);
+    let f = collect(&mut collectors::Entropy, "proc");
+    assert_eq!(value(&f, "node_entropy_available_bits", &[]), 256.0);
+    assert_eq!(value(&f, "node_entropy_pool_size_bits", &[]), 256.0);
+    let f = collect(&mut collectors::Processes, "proc");
+    assert_eq!(value(&f, "node_processes_pids", &[]), 3.0, "29902, 29903 and 31000");
+    assert_eq!(value(&f, "node_processes_threads", &[]), 80.0, "loadavg's 1/80");
+    assert_eq!(value(&f, "node_processes_max_processes", &[]), 32_768.0);
+    assert_eq!(value(&f, "node_processes_max_threads", &[]), 192_730.0);
+}
+
+#[test]
+fn cgroups_unified_layout() {
+    let roots = root("proc").with_sys(fixture("sys-unified"));
+    let f = collectors::Cgroups::new(Options::default().cgroup_parents).collect(&roots).unwrap();
+    let cpu = f.iter().find(|x| x.name == "container_cpu_usage_seconds_total").unwrap();
+    let ids: Vec<&str> = cpu.series.iter().map(|(l, _)| l[0].value.as_str()).collect();
+    assert_eq!(ids, ["/system.slice/docker-4f2a.scope", "/system.slice/nginx.service"]);
+    let nginx = [("name", "nginx.service")];
+    assert_eq!(value(&f, "container_cpu_usage_seconds_total", &nginx), 8.123456);
+    assert_eq!(value(&f, "container_memory_usage_bytes", &nginx), 52_428_800.0);
+    assert_eq!(
+        value(&f, "container_spec_memory_limit_bytes", &nginx),
+        0.0,
+        "max = unlimited = 0, as cAdvisor"
+    );
+    assert_eq!(value(&f, "container_fs_reads_bytes_total", &nginx), 1_048_576.0 + 512.0);
+    assert_eq!(value(&f, "container_fs_writes_bytes_total", &nginx), 4_096.0);
+    assert_eq!(value(&f, "container_threads", &nginx), 7.0);
+    assert_eq!(value(&f, "container_pressure_cpu_waiting_seconds_total", &nginx), 1.5);
+    assert_eq!(value(&f, "container_pressure_memory_stalled_seconds_total", &nginx), 0.02);
+    assert_eq!(value(&f, "container_pressure_io_stalled_seconds_total", &nginx), 0.3);
+    let docker = [("id", "/system.slice/docker-4f2a.scope")];
+    assert_eq!(value(&f, "container_spec_memory_limit_bytes", &docker), 268_435_456.0);
+    assert!(value(&f, "container_fs_reads_bytes_total", &docker).is_nan(), "no io.stat");
+}
+
+#[test]
+fn cgroups_hybrid_layout_as_on_this_machine() {
+    let roots = root("proc").with_sys(fixture("sys-hybrid"));
+    let f = collectors::Cgroups::new(Options::default().cgroup_parents).collect(&roots).unwrap();
+    let api = [("id", "/system.slice/api.service")];
+    assert_eq!(value(&f, "container_cpu_usage_seconds_total", &api), 783.535361291);
+    assert_eq!(value(&f, "container_memory_usage_bytes", &api), 1_168_158_720.0);
+    assert_eq!(
+        value(&f, "container_spec_memory_limit_bytes", &api),
+        0.0,
+        "v1's huge number means unlimited"
+    );
+    assert_eq!(value(&f, "container_fs_reads_bytes_total", &api), 4_194_304.0);
+    assert_eq!(value(&f, "container_fs_writes_bytes_total", &api), 65_536.0);
+    assert_eq!(value(&f, "container_threads", &api), 12.0);
+    assert_eq!(value(&f, "container_pressure_cpu_waiting_seconds_total", &api), 56.593549);
+    assert_eq!(value(&f, "container_pressure_io_stalled_seconds_total", &api), 8.750088);
+}
+
+#[test]
+fn cgroups_legacy_layout_and_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let cg = dir.path().join("fs/cgroup");
+    std::fs::create_dir_all(cg.join("systemd/system.slice/cron.service")).unwrap();
+    std::fs::create_dir_all(cg.join("memory/system.slice/cron.service")).unwrap();
+    std::fs::write(cg.join("memory/system.slice/cron.service/memory.usage_in_bytes"), "4096\n")
+        .unwrap();
+    let roots = root("proc").with_sys(dir.path());
+    let f = collectors::Cgroups::new(vec!["system.slice".into()]).collect(&roots).unwrap();
+    assert_eq!(value(&f, "container_memory_usage_bytes", &[("name", "cron.service")]), 4096.0);
+    assert!(value(&f, "container_cpu_usage_seconds_total", &[("name", "cron.service")]).is_nan());
+    assert!(!names(&f).iter().any(|n| n.starts_with("container_pressure")), "v1 has no PSI");
+    let empty = root("proc").with_sys(dir.path().join("nothing"));
+    assert!(
+        collectors::Cgroups::new(vec!["system.slice".into()]).collect(&empty).unwrap().is_empty()
+    );
+}
+
+#[test]
+fn process_groups_by_cmdline_name_and_unit() {
+    let group =
+        |name: &str, comm: &[&str], cmdline: Option<&str>, unit: Option<&str>| ProcessGroup {
+            name: name.into(),
+            comm: comm.iter().map(|s| s.to_string()).collect(),
+            cmdline: cmdline.map(|c| regex::Regex::new(c).unwrap()),
+            pidfile: None,
+            unit: unit.map(str::to_string),
+        };
+    let mut collector = collectors::ProcessGroups::new(vec![
+        group("leak", &[], Some(r"bytearray\(30_000_000\)"), None),
+        group("demo", &["leakdemo"], None, None),
+        group("web", &[], None, Some("nginx.service")),
+        group("idle", &["nothing-runs-this"], None, None),
+    ]);
+    let f = collector.collect(&root("proc")).unwrap();
+    let g = |name: &'static str| [("groupname", name)];
+    assert_eq!(value(&f, "namedprocess_namegroup_num_procs", &g("leak")), 1.0);
+    assert_eq!(value(&f, "namedprocess_namegroup_num_procs", &g("demo")), 1.0);
+    assert_eq!(value(&f, "namedprocess_namegroup_num_procs", &g("web")), 1.0, "by its cgroup");
+    assert_eq!(value(&f, "namedprocess_namegroup_num_procs", &g("idle")), 0.0);
+    // 29903 (python3): utime 4, stime 4 ticks, rss 10646 pages, read_bytes 86016.
+    let leak_user = [("groupname", "leak"), ("mode", "user")];
+    assert_eq!(value(&f, "namedprocess_namegroup_cpu_seconds_total", &leak_user), 0.04);
+    assert_eq!(value(&f, "namedprocess_namegroup_memory_bytes", &g("leak")), 10_646.0 * 4096.0);
+    assert_eq!(value(&f, "namedprocess_namegroup_num_threads", &g("leak")), 1.0);
+    assert_eq!(value(&f, "namedprocess_namegroup_open_filedesc", &g("leak")), 3.0);
+    assert_eq!(value(&f, "namedprocess_namegroup_read_bytes_total", &g("leak")), 86_016.0);
+    assert_eq!(value(&f, "namedprocess_namegroup_memory_bytes", &g("demo")), 428.0 * 4096.0);
+    assert_eq!(value(&f, "namedprocess_namegroup_open_filedesc", &g("web")), 1.0);
+}
+
+#[test]
+fn process_group_by_pidfile() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("app.pid");
+    std::fs::write(&pidfile, "29902\n").unwrap();
+    let mut collector = collectors::ProcessGroups::new(vec![ProcessGroup {
+        name: "app".into(),
+        comm: vec![],
+        cmdline: None,
+        pidfile: Some(pidfile),
+        unit: None,
+    }]);
+    let f = collector.collect(&root("proc")).unwrap();
+    assert_eq!(value(&f, "namedprocess_namegroup_num_procs", &[("groupname", "app")]), 1.0);
+}
+
+/// Every mount point of the fixture mountinfo, made under a temporary root
+/// file system, so statvfs answers for paths this test controls.
+fn rootfs_with_mount_points(mounts: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for m in mounts {
+        std::fs::create_dir_all(dir.path().join(m.trim_start_matches('/'))).unwrap();
+    }
+    dir
+}
+
+const FIXTURE_MOUNTS: [&str; 2] = ["/", "/mnt/sandboxing/model_tools_env/v1/python"];
+
+#[test]
+fn filesystems_from_mountinfo_without_pseudo_mounts() {
+    let rootfs = rootfs_with_mount_points(&FIXTURE_MOUNTS);
+    let roots = root("proc").with_rootfs(rootfs.path());
+    let o = Options::default();
+    let f = collectors::Filesystem::new(o.mount_exclude, o.fstype_exclude, o.fs_timeout)
+        .collect(&roots)
+        .unwrap();
+    let size = f.iter().find(|x| x.name == "node_filesystem_size_bytes").unwrap();
+    let labels: Vec<Vec<&str>> =
+        size.series.iter().map(|(l, _)| l.iter().map(|x| x.value.as_str()).collect()).collect();
+    assert_eq!(
+        labels,
+        [
+            vec!["/dev/vda", "ext4", "/"],
+            vec!["model_tools_unavailable", "tmpfs", "/mnt/sandboxing/model_tools_env/v1/python"],
+        ],
+        "proc, sysfs, devtmpfs, devpts, /dev/shm and cgroup mounts are excluded"
+    );
+    // Both mount points live on the test's own file system: same numbers.
+    let expected = curvemon_agent::collectors::statvfs(rootfs.path()).unwrap();
+    let root_mount = [("mountpoint", "/")];
+    assert_eq!(value(&f, "node_filesystem_size_bytes", &root_mount), expected.size);
+    assert_eq!(value(&f, "node_filesystem_files", &root_mount), expected.files);
+    assert!(
+        value(&f, "node_filesystem_avail_bytes", &root_mount)
+            <= value(&f, "node_filesystem_free_bytes", &root_mount)
+    );
+    assert_eq!(value(&f, "node_filesystem_device_error", &root_mount), 0.0);
+    assert_eq!(value(&f, "node_filesystem_readonly", &root_mount), 0.0);
+    let ro = [("fstype", "tmpfs")];
+    assert_eq!(value(&f, "node_filesystem_readonly", &ro), 1.0, "mounted ro");
+}
+
+/// Stands in for a dead NFS server: statvfs on the sandboxing mount blocks.
+fn hanging_statvfs(path: &std::path::Path) -> std::io::Result<collectors::FsStats> {
+    if path.to_string_lossy().contains("sandboxing") {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+    }
+    collectors::statvfs(path)
+}
+
+#[test]
+fn a_hanging_mount_is_time_boxed_and_reported() {
+    let rootfs = rootfs_with_mount_points(&FIXTURE_MOUNTS);
+    let roots = root("proc").with_rootfs(rootfs.path());
+    let o = Options::default();
+    let mut fs = collectors::Filesystem::with_stat(
+        o.mount_exclude,
+        o.fstype_exclude,
+        std::time::Duration::from_millis(100),
+        hanging_statvfs,
+    );
+    let hung = [("fstype", "tmpfs")];
+    let f = fs.collect(&roots).unwrap();
+    assert_eq!(value(&f, "node_filesystem_device_error", &hung), 1.0);
+    assert!(value(&f, "node_filesystem_size_bytes", &hung).is_nan());
+    assert_eq!(
+        value(&f, "node_filesystem_device_error", &[("mountpoint", "/")]),
+        0.0,
+        "others unaffected"
+    );
+    // While the call is stuck, the mount is skipped, not asked again.
+    let f = fs.collect(&roots).unwrap();
+    assert_eq!(value(&f, "node_filesystem_device_error", &hung), 1.0);
+    assert_eq!(value(&f, "node_filesystem_device_error", &[("mountpoint", "/")]), 0.0);
+    // Once the stuck call returns, the mount is measured again (its next
+    // call blocks again here, so allow for one more time-out in between).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut recovered = false;
+    let mut slow = collectors::Filesystem::with_stat(
+        Options::default().mount_exclude,
+        Options::default().fstype_exclude,
+        std::time::Duration::from_secs(5),
+        hanging_statvfs,
+    );
+    while std::time::Instant::now() < deadline {
+        let f = slow.collect(&roots).unwrap();
+        if value(&f, "node_filesystem_device_error", &hung) == 0.0 {
+            recovered = true;
+            break;
+        }
+    }
+    assert!(recovered, "a slow but answering mount is measured when the time box allows it");
 }

@@ -27,4 +27,4 @@ pub use codec::{MAGIC, MAX_FRAME_BYTES, PROTOCOL_VERSION, decode, encode, peek_v
 pub use error::DecodeError;
 pub use message::{Bye, Hello, Message, Ping, Reject, RejectReason};
 pub use metrics::Metrics;
-pub use model::{Family, Kind, Label, Model, Schema};
+pub use model::{Family, Kind, Label, Model, RevisionHasher, Schema};

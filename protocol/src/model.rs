@@ -104,19 +104,15 @@ impl Schema {
 
     /// FNV-1a (64-bit) over names, kinds and labels. Stable across builds and
     /// platforms, unlike `std`'s hasher; help texts are left out because they
-    /// do not change the meaning of values.
+    /// do not change the meaning of values. `docs/protocol.md` specifies it.
     pub fn compute_revision(families: &[Family]) -> u64 {
-        let mut hash = Fnv64::new();
+        let mut hash = RevisionHasher::new();
         for family in families {
-            hash.write(family.name.as_bytes());
-            hash.write(&[0xff, family.kind as u8]);
+            hash.family(&family.name, family.kind);
             for labels in &family.series {
-                hash.write(&[0xfe]);
+                hash.series();
                 for label in labels {
-                    hash.write(label.name.as_bytes());
-                    hash.write(&[0]);
-                    hash.write(label.value.as_bytes());
-                    hash.write(&[0]);
+                    hash.label(&label.name, &label.value);
                 }
             }
         }
@@ -124,7 +120,50 @@ impl Schema {
     }
 }
 
+/// [`Schema::compute_revision`] fed piece by piece, so that an agent can
+/// hash its layout as it samples, without building a [`Schema`] first.
+#[derive(Debug, Clone)]
+pub struct RevisionHasher(Fnv64);
+
+impl Default for RevisionHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RevisionHasher {
+    /// A hasher over an empty layout.
+    pub fn new() -> Self {
+        RevisionHasher(Fnv64::new())
+    }
+
+    /// Starts a family.
+    pub fn family(&mut self, name: &str, kind: Kind) {
+        self.0.write(name.as_bytes());
+        self.0.write(&[0xff, kind as u8]);
+    }
+
+    /// Starts a series of the current family.
+    pub fn series(&mut self) {
+        self.0.write(&[0xfe]);
+    }
+
+    /// Adds a label of the current series.
+    pub fn label(&mut self, name: &str, value: &str) {
+        self.0.write(name.as_bytes());
+        self.0.write(&[0]);
+        self.0.write(value.as_bytes());
+        self.0.write(&[0]);
+    }
+
+    /// The revision.
+    pub fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
 /// The 64-bit FNV-1a hash; tiny and fully specified.
+#[derive(Debug, Clone)]
 struct Fnv64(u64);
 
 impl Fnv64 {

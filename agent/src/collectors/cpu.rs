@@ -1,19 +1,23 @@
-//! `/proc/stat`: CPU time per core and mode, boot time, context switches,
-//! forks, runnable and blocked processes. CPU percent is not computed here:
-//! the collector derives it from two consecutive counter values.
+//! `/proc/stat`: CPU time per core and mode, guest time, interrupts, boot
+//! time, context switches, forks, runnable and blocked processes. CPU
+//! percent is not computed here: the collector derives it from two
+//! consecutive counter values.
 
-use curvemon_protocol::{Kind, Label};
-use procfs::{CpuTime, KernelStats};
+use std::io::Cursor;
 
-use super::{Collector, FamilySample};
-use crate::proc_root::{ProcReadError, ProcRoot};
+use curvemon_protocol::Kind;
+use procfs::{CpuTime, FromBufReadSI, KernelStats};
+
+use super::{Collector, FamilySample, label};
+use crate::roots::{ProcReadError, Roots};
 
 /// The `/proc/stat` collector.
 #[derive(Debug, Default)]
 pub struct Cpu;
 
-/// node_exporter's modes for `node_cpu_seconds_total`; guest time is already
-/// inside `user` and `nice`, so it is not repeated here.
+/// node_exporter's modes for `node_cpu_seconds_total`. Guest time is already
+/// inside `user` and `nice`; it is reported again, apart, as
+/// `node_cpu_guest_seconds_total`, as node_exporter does.
 fn modes(time: &CpuTime) -> [(&'static str, u64); 8] {
     [
         ("user", time.user),
@@ -32,23 +36,56 @@ impl Collector for Cpu {
         "cpu"
     }
 
-    fn collect(&mut self, root: &ProcRoot) -> Result<Vec<FamilySample>, ProcReadError> {
-        let stat: KernelStats = root.read_si()?;
-        let ticks = root.ticks_per_second() as f64;
-        let mut seconds = Vec::with_capacity(stat.cpu_time.len() * 8);
+    fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
+        // Read once, parse twice: procfs for the CPU lines, and the `intr`
+        // total that procfs does not expose.
+        let path = roots.path("stat");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ProcReadError { path: path.clone(), source: e.into() })?;
+        let stat = KernelStats::from_buf_read(Cursor::new(text.as_bytes()), roots.system_info())
+            .map_err(|source| ProcReadError { path: path.clone(), source })?;
+        let ticks = roots.ticks_per_second() as f64;
+
+        let mut seconds = FamilySample::new(
+            "node_cpu_seconds_total",
+            "Seconds the CPUs spent in each mode.",
+            Kind::Counter,
+        );
+        let mut guest = FamilySample::new(
+            "node_cpu_guest_seconds_total",
+            "Seconds the CPUs spent in guests (VMs) for each mode.",
+            Kind::Counter,
+        );
         for (cpu, time) in stat.cpu_time.iter().enumerate() {
+            let cpu = cpu.to_string();
             for (mode, value) in modes(time) {
-                let labels = vec![Label::new("cpu", cpu.to_string()), Label::new("mode", mode)];
-                seconds.push((labels, value as f64 / ticks));
+                seconds.push(
+                    vec![label("cpu", cpu.clone()), label("mode", mode)],
+                    value as f64 / ticks,
+                );
+            }
+            for (mode, value) in [("user", time.guest), ("nice", time.guest_nice)] {
+                guest.push(
+                    vec![label("cpu", cpu.clone()), label("mode", mode)],
+                    value.unwrap_or(0) as f64 / ticks,
+                );
             }
         }
+        let interrupts = text
+            .lines()
+            .find_map(|l| l.strip_prefix("intr "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .map_or(f64::NAN, |n| n as f64);
         Ok(vec![
-            FamilySample {
-                name: "node_cpu_seconds_total",
-                help: "Seconds the CPUs spent in each mode.",
-                kind: Kind::Counter,
-                series: seconds,
-            },
+            seconds,
+            guest,
+            FamilySample::single(
+                "node_intr_total",
+                "Total number of interrupts serviced.",
+                Kind::Counter,
+                interrupts,
+            ),
             FamilySample::single(
                 "node_boot_time_seconds",
                 "Node boot time, in unixtime.",

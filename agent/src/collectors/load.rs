@@ -4,7 +4,7 @@ use curvemon_protocol::Kind;
 use procfs::LoadAverage;
 
 use super::{Collector, FamilySample};
-use crate::proc_root::{ProcReadError, ProcRoot};
+use crate::roots::{ProcReadError, Roots};
 
 /// The `/proc/loadavg` collector.
 #[derive(Debug, Default)]
@@ -15,8 +15,8 @@ impl Collector for Load {
         "load"
     }
 
-    fn collect(&mut self, root: &ProcRoot) -> Result<Vec<FamilySample>, ProcReadError> {
-        let load: LoadAverage = root.read()?;
+    fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
+        let load: LoadAverage = roots.read()?;
         Ok(vec![
             FamilySample::single(
                 "node_load1",

@@ -4,7 +4,7 @@
 use curvemon_protocol::Kind;
 
 use super::{Collector, FamilySample};
-use crate::proc_root::{ProcReadError, ProcRoot};
+use crate::roots::{ProcReadError, Roots};
 
 /// The `/proc/uptime` collector.
 #[derive(Debug, Default)]
@@ -15,8 +15,8 @@ impl Collector for Uptime {
         "uptime"
     }
 
-    fn collect(&mut self, root: &ProcRoot) -> Result<Vec<FamilySample>, ProcReadError> {
-        let uptime: procfs::Uptime = root.read()?;
+    fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
+        let uptime: procfs::Uptime = roots.read()?;
         Ok(vec![FamilySample::single(
             "curvemon_uptime_seconds",
             "Seconds since the host booted (including time in suspend), from /proc/uptime.",

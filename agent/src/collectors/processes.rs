@@ -1,0 +1,68 @@
+//! How many processes and threads exist, and the kernel's limits:
+//! process count from the numeric directories of /proc, thread count from
+//! `/proc/loadavg` (its "runnable/total" field counts every kernel
+//! scheduling entity), limits from `/proc/sys/kernel/{pid_max,threads-max}`.
+//! This avoids reading every `/proc/[pid]/stat`, which is what makes
+//! node_exporter's `processes` collector expensive.
+
+use curvemon_protocol::Kind;
+use procfs::LoadAverage;
+
+use super::{Collector, FamilySample};
+use crate::roots::{ProcReadError, Roots};
+
+/// The processes collector.
+#[derive(Debug, Default)]
+pub struct Processes;
+
+impl Collector for Processes {
+    fn name(&self) -> &'static str {
+        "processes"
+    }
+
+    fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
+        let entries = std::fs::read_dir(roots.root())
+            .map_err(|e| ProcReadError { path: roots.root().to_path_buf(), source: e.into() })?;
+        let pids = entries
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .count();
+        let load: LoadAverage = roots.read()?;
+        let limit = |file: &str| -> Result<f64, ProcReadError> {
+            let text = roots.read_text(file)?;
+            text.parse().map_err(|_| {
+                ProcReadError::other(roots.path(file), format!("expected a number, got {text:?}"))
+            })
+        };
+        Ok(vec![
+            FamilySample::single(
+                "node_processes_pids",
+                "Number of PIDs (processes).",
+                Kind::Gauge,
+                pids as f64,
+            ),
+            FamilySample::single(
+                "node_processes_threads",
+                "Allocated threads in system.",
+                Kind::Gauge,
+                f64::from(load.max),
+            ),
+            FamilySample::single(
+                "node_processes_max_processes",
+                "Number of max PIDs limit.",
+                Kind::Gauge,
+                limit("sys/kernel/pid_max")?,
+            ),
+            FamilySample::single(
+                "node_processes_max_threads",
+                "Limit of threads in the system.",
+                Kind::Gauge,
+                limit("sys/kernel/threads-max")?,
+            ),
+        ])
+    }
+}

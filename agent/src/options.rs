@@ -1,0 +1,337 @@
+//! Per-family options, from the agent's TOML config file
+//! (`/etc/curvemon/agent.toml` by default; see `docs/metrics.md`).
+//!
+//! Every section is optional and every key has a default. An unknown key, a
+//! value of the wrong type or a pattern that does not compile is an error
+//! that names the file, the line and what was expected, never a silent
+//! default.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use regex::Regex;
+use serde::Deserialize;
+use thiserror::Error;
+use toml::Spanned;
+
+/// node_exporter's default: partitions, loop, ram, zram and floppy devices.
+pub const DEFAULT_DISK_EXCLUDE: &str = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$";
+/// node_exporter's default pseudo mount points, plus container storage.
+pub const DEFAULT_MOUNT_EXCLUDE: &str =
+    r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)";
+/// node_exporter's default pseudo file systems, plus container overlays.
+pub const DEFAULT_FSTYPE_EXCLUDE: &str = r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$";
+/// Loopback and container veth pairs: they churn and say little.
+pub const DEFAULT_NETWORK_EXCLUDE: &str = r"^(lo|veth.*)$";
+/// How long one `statvfs` may take before its mount is reported as stuck.
+pub const DEFAULT_FS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A config file error: where, and what was expected.
+#[derive(Debug, Error)]
+#[error("{}:{line}: {message}", path.display())]
+pub struct ConfigFileError {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line (0 when the whole file is concerned).
+    pub line: usize,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+/// The validated options every collector reads.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Collectors to run, if the file names them (flags override).
+    pub collectors: Option<Vec<String>>,
+    /// Block devices to skip.
+    pub disk_exclude: Regex,
+    /// Mount points to skip.
+    pub mount_exclude: Regex,
+    /// File system types to skip.
+    pub fstype_exclude: Regex,
+    /// Time box of one `statvfs`.
+    pub fs_timeout: Duration,
+    /// Network interfaces to skip.
+    pub network_exclude: Regex,
+    /// cgroup parents whose children are reported (one per service or container).
+    pub cgroup_parents: Vec<String>,
+    /// Named process groups.
+    pub process_groups: Vec<ProcessGroup>,
+}
+
+/// A group of processes the operator names; matches if any matcher does.
+#[derive(Debug, Clone)]
+pub struct ProcessGroup {
+    /// The group's label value.
+    pub name: String,
+    /// Exact process names (`comm`, as in `ps -o comm`).
+    pub comm: Vec<String>,
+    /// Pattern over the command line (arguments joined by spaces).
+    pub cmdline: Option<Regex>,
+    /// A file holding a PID (the process, not its children).
+    pub pidfile: Option<PathBuf>,
+    /// A systemd unit: processes whose cgroup path ends in it.
+    pub unit: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let re = |p: &str| Regex::new(p).unwrap_or_else(|e| unreachable!("built-in pattern: {e}"));
+        Options {
+            collectors: None,
+            disk_exclude: re(DEFAULT_DISK_EXCLUDE),
+            mount_exclude: re(DEFAULT_MOUNT_EXCLUDE),
+            fstype_exclude: re(DEFAULT_FSTYPE_EXCLUDE),
+            fs_timeout: DEFAULT_FS_TIMEOUT,
+            network_exclude: re(DEFAULT_NETWORK_EXCLUDE),
+            cgroup_parents: vec!["system.slice".into(), "machine.slice".into()],
+            process_groups: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileText {
+    collectors: Option<Vec<String>>,
+    disk: DiskSection,
+    filesystem: FilesystemSection,
+    network: NetworkSection,
+    cgroups: CgroupSection,
+    process: Vec<Spanned<ProcessSection>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct DiskSection {
+    exclude: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FilesystemSection {
+    mount_points_exclude: Option<Spanned<String>>,
+    fs_types_exclude: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct NetworkSection {
+    exclude: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct CgroupSection {
+    parents: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProcessSection {
+    name: String,
+    #[serde(default)]
+    comm: Vec<String>,
+    cmdline: Option<Spanned<String>>,
+    pidfile: Option<PathBuf>,
+    unit: Option<String>,
+}
+
+impl Options {
+    /// Reads `path`. A missing file is an error only if `required` (the
+    /// operator named it with `--config`); otherwise defaults apply.
+    ///
+    /// # Errors
+    /// [`ConfigFileError`] naming file, line and expectation.
+    pub fn load(path: &Path, required: bool) -> Result<Self, ConfigFileError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                return Ok(Options::default());
+            }
+            Err(e) => {
+                return Err(ConfigFileError {
+                    path: path.to_path_buf(),
+                    line: 0,
+                    message: e.to_string(),
+                });
+            }
+        };
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; `path` is only for messages.
+    ///
+    /// # Errors
+    /// [`ConfigFileError`] naming file, line and expectation.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigFileError> {
+        let at = |offset: usize, message: String| ConfigFileError {
+            path: path.to_path_buf(),
+            line: text[..offset.min(text.len())].matches('\n').count() + 1,
+            message,
+        };
+        let file: FileText = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            at(offset, e.message().trim().to_string())
+        })?;
+        let pattern = |value: &Option<Spanned<String>>, default: &Regex, key: &str| match value {
+            None => Ok(default.clone()),
+            Some(v) => Regex::new(v.get_ref()).map_err(|e| {
+                at(v.span().start, format!("{key}: expected a regular expression: {e}"))
+            }),
+        };
+        let defaults = Options::default();
+        let fs_timeout = match &file.filesystem.timeout {
+            None => defaults.fs_timeout,
+            Some(v) => humantime::parse_duration(v.get_ref()).map_err(|e| {
+                at(v.span().start, format!("timeout: expected a duration such as 1s or 500ms: {e}"))
+            })?,
+        };
+        let mut process_groups: Vec<ProcessGroup> = Vec::new();
+        for spanned in &file.process {
+            let start = spanned.span().start;
+            let section = spanned.get_ref();
+            if section.name.is_empty() {
+                return Err(at(start, "[[process]]: expected a non-empty `name`".into()));
+            }
+            if process_groups.iter().any(|g| g.name == section.name) {
+                return Err(at(
+                    start,
+                    format!("[[process]]: the name {:?} is used twice", section.name),
+                ));
+            }
+            let cmdline = match &section.cmdline {
+                None => None,
+                Some(v) => Some(Regex::new(v.get_ref()).map_err(|e| {
+                    at(v.span().start, format!("cmdline: expected a regular expression: {e}"))
+                })?),
+            };
+            if section.comm.is_empty()
+                && cmdline.is_none()
+                && section.pidfile.is_none()
+                && section.unit.is_none()
+            {
+                return Err(at(
+                    start,
+                    format!(
+                        "[[process]] {:?}: expected at least one of `comm`, `cmdline`, `pidfile` or `unit`",
+                        section.name
+                    ),
+                ));
+            }
+            process_groups.push(ProcessGroup {
+                name: section.name.clone(),
+                comm: section.comm.clone(),
+                cmdline,
+                pidfile: section.pidfile.clone(),
+                unit: section.unit.clone(),
+            });
+        }
+        Ok(Options {
+            collectors: file.collectors,
+            disk_exclude: pattern(&file.disk.exclude, &defaults.disk_exclude, "exclude")?,
+            mount_exclude: pattern(
+                &file.filesystem.mount_points_exclude,
+                &defaults.mount_exclude,
+                "mount_points_exclude",
+            )?,
+            fstype_exclude: pattern(
+                &file.filesystem.fs_types_exclude,
+                &defaults.fstype_exclude,
+                "fs_types_exclude",
+            )?,
+            fs_timeout,
+            network_exclude: pattern(&file.network.exclude, &defaults.network_exclude, "exclude")?,
+            cgroup_parents: file.cgroups.parents.unwrap_or(defaults.cgroup_parents),
+            process_groups,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Options, String> {
+        Options::parse(text, Path::new("/etc/curvemon/agent.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let o = parse("").unwrap();
+        assert!(o.disk_exclude.is_match("sda1") && !o.disk_exclude.is_match("sda"));
+        assert!(o.disk_exclude.is_match("loop0") && o.disk_exclude.is_match("nvme0n1p2"));
+        assert!(!o.disk_exclude.is_match("nvme0n1") && !o.disk_exclude.is_match("vda"));
+        assert!(o.fstype_exclude.is_match("overlay") && !o.fstype_exclude.is_match("ext4"));
+        assert!(o.mount_exclude.is_match("/proc/sys") && !o.mount_exclude.is_match("/"));
+        assert!(o.network_exclude.is_match("lo") && o.network_exclude.is_match("veth12ab"));
+        assert!(!o.network_exclude.is_match("eth0"));
+        assert_eq!(o.fs_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn full_file() {
+        let o = parse(
+            r#"
+collectors = ["cpu", "memory"]
+
+[disk]
+exclude = "^loop"
+
+[filesystem]
+timeout = "250ms"
+
+[cgroups]
+parents = ["system.slice", "docker"]
+
+[[process]]
+name = "leaky"
+cmdline = "python3 .*leak\\.py"
+
+[[process]]
+name = "web"
+comm = ["nginx"]
+unit = "nginx.service"
+"#,
+        )
+        .unwrap();
+        assert_eq!(o.collectors.as_deref(), Some(&["cpu".to_string(), "memory".to_string()][..]));
+        assert!(o.disk_exclude.is_match("loop7") && !o.disk_exclude.is_match("sda1"));
+        assert_eq!(o.fs_timeout, Duration::from_millis(250));
+        assert_eq!(o.cgroup_parents, ["system.slice", "docker"]);
+        assert_eq!(o.process_groups.len(), 2);
+        assert!(o.process_groups[0].cmdline.as_ref().unwrap().is_match("python3 /srv/leak.py"));
+        assert_eq!(o.process_groups[1].unit.as_deref(), Some("nginx.service"));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_expectation() {
+        let e = parse("[disk]\nexclud = \"x\"\n").unwrap_err();
+        assert!(e.starts_with("/etc/curvemon/agent.toml:2: unknown field `exclud`"), "{e}");
+        assert!(e.contains("expected `exclude`"), "{e}");
+        let e = parse("[network]\n\nexclude = \"(\"\n").unwrap_err();
+        assert!(
+            e.starts_with("/etc/curvemon/agent.toml:3: exclude: expected a regular expression"),
+            "{e}"
+        );
+        let e = parse("[filesystem]\ntimeout = \"soon\"\n").unwrap_err();
+        assert!(e.starts_with("/etc/curvemon/agent.toml:2: timeout: expected a duration"), "{e}");
+        let e = parse("[disk]\nexclude = 3\n").unwrap_err();
+        assert!(e.starts_with("/etc/curvemon/agent.toml:2:"), "{e}");
+        let e = parse("\n[[process]]\nname = \"x\"\n").unwrap_err();
+        assert!(e.contains(":2: [[process]] \"x\": expected at least one of"), "{e}");
+        let e = parse("[[process]]\nname = \"a\"\ncomm = [\"a\"]\n[[process]]\nname = \"a\"\ncomm = [\"b\"]\n").unwrap_err();
+        assert!(e.contains(":4:") && e.contains("used twice"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_is_fine_unless_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        assert!(Options::load(&path, false).is_ok());
+        assert!(Options::load(&path, true).unwrap_err().to_string().contains("agent.toml:0:"));
+    }
+}

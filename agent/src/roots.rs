@@ -1,0 +1,154 @@
+//! The only doors the agent reads the host through: a procfs root, a sysfs
+//! root and the root filesystem that mount points are relative to. Pointing
+//! them at fixture trees makes every collector testable with exact values
+//! (node_exporter's `--path.procfs`, `--path.sysfs`, `--path.rootfs`), and
+//! lets an agent in a container read the host's trees mounted elsewhere.
+//! The system values parsing needs (clock ticks, page size) are injected.
+
+use std::path::{Path, PathBuf};
+
+use procfs::{Current, CurrentSI, ExplicitSystemInfo};
+use thiserror::Error;
+
+/// A file under one of the roots that could not be read or parsed.
+#[derive(Debug, Error)]
+#[error("{path}: {source}")]
+pub struct ProcReadError {
+    /// The file.
+    pub path: PathBuf,
+    /// procfs's error (not found, permission denied, parse error, ...).
+    #[source]
+    pub source: procfs::ProcError,
+}
+
+impl ProcReadError {
+    /// An error about `path` with a plain message (for files procfs does not parse).
+    pub fn other(path: PathBuf, message: impl Into<String>) -> Self {
+        ProcReadError { path, source: procfs::ProcError::Other(message.into()) }
+    }
+
+    /// True when the file does not exist (an older kernel, a missing feature).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.source, procfs::ProcError::NotFound(_))
+    }
+}
+
+/// Where the host's procfs, sysfs and root filesystem are, and the system
+/// facts needed to interpret them.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    proc: PathBuf,
+    sys: PathBuf,
+    rootfs: PathBuf,
+    system_info: ExplicitSystemInfo,
+}
+
+impl Roots {
+    /// The live system's values (clock ticks, page size) for a procfs at
+    /// `proc`, with sysfs at `/sys` and the root filesystem at `/`.
+    pub fn new(proc: impl Into<PathBuf>) -> Self {
+        let system_info = ExplicitSystemInfo {
+            boot_time_secs: procfs::boot_time_secs().unwrap_or(0),
+            ticks_per_second: procfs::ticks_per_second(),
+            page_size: procfs::page_size(),
+            is_little_endian: cfg!(target_endian = "little"),
+        };
+        Roots { proc: proc.into(), sys: "/sys".into(), rootfs: "/".into(), system_info }
+    }
+
+    /// Pinned system values, for fixture trees taken on another machine.
+    pub fn with_system_info(proc: impl Into<PathBuf>, system_info: ExplicitSystemInfo) -> Self {
+        Roots { proc: proc.into(), sys: "/sys".into(), rootfs: "/".into(), system_info }
+    }
+
+    /// Another sysfs root.
+    pub fn with_sys(mut self, sys: impl Into<PathBuf>) -> Self {
+        self.sys = sys.into();
+        self
+    }
+
+    /// Another root filesystem for mount points.
+    pub fn with_rootfs(mut self, rootfs: impl Into<PathBuf>) -> Self {
+        self.rootfs = rootfs.into();
+        self
+    }
+
+    /// The path of `relative` (e.g. `sys/kernel/osrelease`) under the procfs root.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.proc.join(relative)
+    }
+
+    /// The procfs root itself.
+    pub fn root(&self) -> &Path {
+        &self.proc
+    }
+
+    /// The path of `relative` (e.g. `fs/cgroup`) under the sysfs root.
+    pub fn sys_path(&self, relative: &str) -> PathBuf {
+        self.sys.join(relative)
+    }
+
+    /// Where a mount point (an absolute path on the host) is for this process.
+    pub fn mount_path(&self, mount_point: &str) -> PathBuf {
+        self.rootfs.join(mount_point.trim_start_matches('/'))
+    }
+
+    /// Reads a procfs type from its usual file under this root.
+    ///
+    /// # Errors
+    /// [`ProcReadError`] with the file's path.
+    pub fn read<T: Current>(&self) -> Result<T, ProcReadError> {
+        let path = self.path(T::PATH.trim_start_matches("/proc/"));
+        T::from_file(&path).map_err(|source| ProcReadError { path, source })
+    }
+
+    /// Like [`Roots::read`] for types that need system values.
+    ///
+    /// # Errors
+    /// [`ProcReadError`] with the file's path.
+    pub fn read_si<T: CurrentSI>(&self) -> Result<T, ProcReadError> {
+        let path = self.path(T::PATH.trim_start_matches("/proc/"));
+        T::from_file(&path, &self.system_info).map_err(|source| ProcReadError { path, source })
+    }
+
+    /// Reads a small text file under the procfs root, trimmed.
+    ///
+    /// # Errors
+    /// [`ProcReadError`] with the file's path.
+    pub fn read_text(&self, relative: &str) -> Result<String, ProcReadError> {
+        read_text_file(self.path(relative))
+    }
+
+    /// Clock ticks per second (`USER_HZ`), the unit of `/proc/stat` times.
+    pub fn ticks_per_second(&self) -> u64 {
+        self.system_info.ticks_per_second.max(1)
+    }
+
+    /// Bytes per memory page (for `rss` in pages, socket memory in pages).
+    pub fn page_size(&self) -> u64 {
+        self.system_info.page_size.max(1)
+    }
+
+    /// The pinned system values.
+    pub fn system_info(&self) -> &ExplicitSystemInfo {
+        &self.system_info
+    }
+}
+
+/// Reads a small text file, trimmed, with the path in the error.
+///
+/// # Errors
+/// [`ProcReadError`] with the file's path.
+pub fn read_text_file(path: PathBuf) -> Result<String, ProcReadError> {
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text.trim().to_string()),
+        Err(e) => {
+            let source = if e.kind() == std::io::ErrorKind::NotFound {
+                procfs::ProcError::NotFound(Some(path.clone()))
+            } else {
+                procfs::ProcError::from(e)
+            };
+            Err(ProcReadError { path, source })
+        }
+    }
+}
