@@ -4,8 +4,10 @@
 #     with CURVE through libsodium); never the crate's vendored build.
 #   systemd: systemd-analyze checks the unit files.
 #   curl: the demo waits for the collector's HTTP port with it.
+#   prometheus-node-exporter: the agreement test and the benchmark run it
+#     beside the agent; prometheus: its promtool checks /metrics.
 curvemon_need=()
-for pkg in libzmq3-dev pkg-config systemd curl; do
+for pkg in libzmq3-dev pkg-config systemd curl prometheus-node-exporter prometheus; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || curvemon_need+=("$pkg")
 done
 if [ ${#curvemon_need[@]} -gt 0 ]; then

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod derive;
+pub mod exposition;
 pub mod http;
 pub mod registry;
 pub mod router;

@@ -146,7 +146,8 @@ pub struct Host {
     pub interval: Duration,
     /// Derived latest values.
     pub latest: Option<Latest>,
-    previous_values: Option<Vec<f64>>,
+    /// The latest values, in the model's schema order.
+    pub values: Option<Vec<f64>>,
     /// The newest metrics that arrived before their model.
     pending: Option<Metrics>,
     last_seq: Option<u64>,
@@ -172,7 +173,7 @@ impl Host {
             last_seen_wall: now.wall,
             interval: Duration::from_secs(5),
             latest: None,
-            previous_values: None,
+            values: None,
             pending: None,
             last_seq: None,
             missed: 0,
@@ -358,7 +359,7 @@ impl Registry {
         host.hello = Some(hello);
         // A new agent process: its sequence numbers and counters start over.
         host.last_seq = None;
-        host.previous_values = None;
+        host.values = None;
         host.model_requested_at = None;
         host.request_model(now).into_iter().collect()
     }
@@ -380,7 +381,7 @@ impl Registry {
         host.layout = Layout::new(&model.schema);
         host.hostname = Some(model.hostname.clone());
         host.interval = Duration::from_millis(u64::from(model.interval_ms.max(1)));
-        host.previous_values = None;
+        host.values = None;
         let revision = model.schema.revision;
         host.model = Some(model);
         match host.pending.take() {
@@ -426,7 +427,7 @@ impl Registry {
         }
         host.last_seq = Some(metrics.seq);
         let (cpu_percent, cpu_percent_per_core) = host
-            .previous_values
+            .values
             .as_deref()
             .and_then(|prev| host.layout.cpu_percent(prev, &metrics.values))
             .map_or((None, Vec::new()), |(all, cores)| (Some(all), cores));
@@ -446,7 +447,7 @@ impl Registry {
             load5: scalar("node_load5"),
             load15: scalar("node_load15"),
         });
-        host.previous_values = Some(metrics.values);
+        host.values = Some(metrics.values);
         Vec::new()
     }
 

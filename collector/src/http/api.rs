@@ -210,3 +210,20 @@ pub async fn stats(State(state): State<AppState>) -> Json<StatsView> {
         hosts_down: count(Liveness::Down),
     })
 }
+
+/// `GET /metrics`: every host's series and the collector's own, in the
+/// Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let stats = state.stats.snapshot();
+    let rendered = {
+        let reg = registry(&state);
+        crate::exposition::render(&reg, &stats)
+    };
+    match rendered {
+        Ok(text) => {
+            ([(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode metrics: {e}\n"))
+            .into_response(),
+    }
+}

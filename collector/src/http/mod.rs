@@ -29,5 +29,6 @@ pub fn app(state: AppState) -> Router {
         .route("/api/hosts", get(api::hosts))
         .route("/api/hosts/{id}", get(api::host))
         .route("/api/stats", get(api::stats))
+        .route("/metrics", get(api::metrics))
         .with_state(state)
 }

@@ -273,3 +273,63 @@ pub fn cpu_count() -> u64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap();
     stat.lines().filter(|l| l.starts_with("cpu") && !l.starts_with("cpu ")).count() as u64
 }
+
+/// One series of a Prometheus text exposition: name and sorted labels.
+pub type SeriesKey = (String, std::collections::BTreeMap<String, String>);
+
+/// Parses the Prometheus text format (samples only; comments skipped).
+/// Panics on a line it cannot read: the test should fail loudly then.
+pub fn parse_exposition(text: &str) -> std::collections::HashMap<SeriesKey, f64> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|line| parse_sample(line).unwrap_or_else(|e| panic!("{e} in {line:?}")))
+        .collect()
+}
+
+/// `name{a="x",b="y\"z"} 1.5 [timestamp]` → ((name, labels), value).
+fn parse_sample(line: &str) -> Result<(SeriesKey, f64), String> {
+    let name_end = line.find(['{', ' ']).ok_or("no value")?;
+    let name = line[..name_end].to_string();
+    let mut labels = std::collections::BTreeMap::new();
+    let mut rest = &line[name_end..];
+    if let Some(body) = rest.strip_prefix('{') {
+        let mut chars = body.char_indices();
+        let mut key = String::new();
+        loop {
+            let (i, c) = chars.next().ok_or("unterminated labels")?;
+            match c {
+                '}' => {
+                    rest = &body[i + 1..];
+                    break;
+                }
+                ',' | ' ' if key.is_empty() => {}
+                '=' => {
+                    if chars.next().map(|(_, c)| c) != Some('"') {
+                        return Err("label value without quotes".into());
+                    }
+                    let mut value = String::new();
+                    loop {
+                        match chars.next().ok_or("unterminated label value")?.1 {
+                            '\\' => match chars.next().ok_or("dangling escape")?.1 {
+                                'n' => value.push('\n'),
+                                other => value.push(other),
+                            },
+                            '"' => break,
+                            other => value.push(other),
+                        }
+                    }
+                    labels.insert(std::mem::take(&mut key), value);
+                }
+                other => key.push(other),
+            }
+        }
+    }
+    let value = match rest.split_whitespace().next().ok_or("no value")? {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        v => v.parse().map_err(|_| format!("bad value {v:?}"))?,
+    };
+    Ok(((name, labels), value))
+}

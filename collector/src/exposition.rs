@@ -1,0 +1,248 @@
+//! The Prometheus view of the fleet: every host's latest values under the
+//! agent's metric names with a `host` label, plus per-host liveness, the
+//! host model as an info metric, and the collector's own counters.
+//!
+//! Built from a registry snapshot at scrape time (node_exporter's const
+//! metrics), so a host that goes away simply stops being exported: there is
+//! no gauge to delete. Encoded by the `prometheus` crate's text encoder, in
+//! the classic text format every Prometheus and promtool parse.
+//!
+//! Names are exactly the agent's (node_exporter's where one exists). Types:
+//! gauges are gauges and counters are counters, including the few counters
+//! node_exporter names without `_total` and declares untyped
+//! (`node_vmstat_*`, `node_netstat_*`): the crate's text encoder cannot
+//! write untyped (it panics), the classic format lets a counter keep its
+//! name, and queries match names, not types.
+
+use std::collections::BTreeMap;
+
+use curvemon_protocol::Kind;
+use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
+
+use crate::{
+    registry::{Host, Registry, State},
+    stats::StatsSnapshot,
+};
+
+fn label(name: &str, value: &str) -> LabelPair {
+    let mut pair = LabelPair::default();
+    pair.set_name(name.to_string());
+    pair.set_value(value.to_string());
+    pair
+}
+
+fn family(name: &str, help: &str, kind: MetricType) -> MetricFamily {
+    let mut family = MetricFamily::default();
+    family.set_name(name.to_string());
+    family.set_help(help.to_string());
+    family.set_field_type(kind);
+    family
+}
+
+fn sample(kind: MetricType, labels: Vec<LabelPair>, value: f64) -> Metric {
+    let mut metric = Metric::from_label(labels);
+    match kind {
+        MetricType::COUNTER => {
+            let mut c = prometheus::proto::Counter::default();
+            c.set_value(value);
+            metric.set_counter(c);
+        }
+        _ => {
+            let mut g = Gauge::default();
+            g.set_value(value);
+            metric.set_gauge(g);
+        }
+    }
+    metric
+}
+
+fn metric_type(kind: Kind) -> MetricType {
+    match kind {
+        Kind::Gauge => MetricType::GAUGE,
+        Kind::Counter => MetricType::COUNTER,
+    }
+}
+
+/// Per-family builder that keeps one HELP/TYPE per name across hosts.
+#[derive(Default)]
+struct Families(BTreeMap<String, MetricFamily>);
+
+impl Families {
+    fn add(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: MetricType,
+        labels: Vec<LabelPair>,
+        value: f64,
+    ) {
+        let family = self.0.entry(name.to_string()).or_insert_with(|| family(name, help, kind));
+        // A name the agents disagree on the type of keeps its first type.
+        let kind = family.get_field_type();
+        family.mut_metric().push(sample(kind, labels, value));
+    }
+}
+
+/// Every host's series: only hosts that are up or stale export values (a
+/// down host is like a failed scrape); NaN values (unreadable this time)
+/// are left out, as node_exporter leaves out a failed collector's.
+fn host_series(host: &Host, hostname: &str, out: &mut Families) {
+    if host.state == State::Down {
+        return;
+    }
+    let (Some(model), Some(values)) = (&host.model, &host.values) else { return };
+    let mut value = values.iter();
+    for fam in &model.schema.families {
+        let kind = metric_type(fam.kind);
+        for labels in &fam.series {
+            let Some(&v) = value.next() else { return };
+            if v.is_nan() {
+                continue;
+            }
+            let mut pairs: Vec<LabelPair> =
+                labels.iter().map(|l| label(&l.name, &l.value)).collect();
+            pairs.push(label("host", hostname));
+            out.add(&fam.name, &fam.help, kind, pairs, v);
+        }
+    }
+}
+
+/// The collector's own counters.
+fn collector_series(stats: &StatsSnapshot, registry: &Registry, out: &mut Families) {
+    let counters = registry.counters;
+    let c = MetricType::COUNTER;
+    let total = |out: &mut Families, name: &str, help: &str, v: u64| {
+        out.add(name, help, c, vec![], v as f64)
+    };
+    total(
+        out,
+        "curvemon_collector_frames_received_total",
+        "Frames received from authenticated agents.",
+        stats.frames_received,
+    );
+    total(
+        out,
+        "curvemon_collector_bytes_received_total",
+        "Bytes in frames received from authenticated agents.",
+        stats.bytes_received,
+    );
+    total(
+        out,
+        "curvemon_collector_decode_errors_total",
+        "Frames that did not decode (counted, logged with the peer, dropped).",
+        stats.decode_errors,
+    );
+    total(
+        out,
+        "curvemon_collector_version_mismatches_total",
+        "Frames of another protocol version (answered with a reject).",
+        stats.version_mismatches,
+    );
+    total(
+        out,
+        "curvemon_collector_handshake_failures_total",
+        "CURVE handshakes that failed.",
+        stats.handshake_failures,
+    );
+    total(
+        out,
+        "curvemon_collector_agents_refused_total",
+        "Agents refused by the allowlist.",
+        stats.agents_refused,
+    );
+    total(
+        out,
+        "curvemon_collector_replies_dropped_total",
+        "Replies that could not be queued.",
+        stats.replies_dropped,
+    );
+    total(
+        out,
+        "curvemon_collector_metrics_without_model_total",
+        "Metrics that arrived before their model.",
+        counters.metrics_without_model,
+    );
+    total(
+        out,
+        "curvemon_collector_schema_mismatches_total",
+        "Metrics whose value count did not match their schema.",
+        counters.schema_mismatches,
+    );
+    total(
+        out,
+        "curvemon_collector_names_refused_total",
+        "Hellos refused because another key owns the host name.",
+        counters.names_refused,
+    );
+    for state in [State::Up, State::Stale, State::Down] {
+        let n = registry.hosts().filter(|h| h.state == state).count();
+        out.add(
+            "curvemon_collector_hosts",
+            "Known hosts per liveness state.",
+            MetricType::GAUGE,
+            vec![label("state", &state.to_string())],
+            n as f64,
+        );
+    }
+}
+
+/// Builds every metric family for one scrape.
+pub fn gather(registry: &Registry, stats: &StatsSnapshot) -> Vec<MetricFamily> {
+    let mut out = Families::default();
+    let mut hosts: Vec<&Host> = registry.hosts().filter(|h| h.hostname.is_some()).collect();
+    hosts.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+    let g = MetricType::GAUGE;
+    for host in hosts {
+        let Some(name) = host.hostname.as_deref() else { continue };
+        out.add(
+            "curvemon_host_up",
+            "1 when the host is up, 0 when stale or down.",
+            g,
+            vec![label("host", name)],
+            f64::from(u8::from(host.state == State::Up)),
+        );
+        for state in [State::Up, State::Stale, State::Down] {
+            out.add(
+                "curvemon_host_state",
+                "1 for the host's current liveness state.",
+                g,
+                vec![label("host", name), label("state", &state.to_string())],
+                f64::from(u8::from(host.state == state)),
+            );
+        }
+        let seen = host
+            .last_seen_wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        out.add(
+            "curvemon_host_last_seen_timestamp_seconds",
+            "When the host's last message arrived, Unix time.",
+            g,
+            vec![label("host", name)],
+            seen,
+        );
+        if let Some(m) = &host.model {
+            let labels = vec![
+                label("host", name),
+                label("os", &m.os),
+                label("kernel", &m.kernel),
+                label("cpu_model", &m.cpu_model),
+                label("machine_id", &m.machine_id),
+                label("agent_version", &m.agent_version),
+            ];
+            out.add("curvemon_host_info", "The host model; always 1.", g, labels, 1.0);
+        }
+        host_series(host, name, &mut out);
+    }
+    collector_series(stats, registry, &mut out);
+    out.0.into_values().collect()
+}
+
+/// The text exposition of [`gather`].
+///
+/// # Errors
+/// The encoder's, for names or labels Prometheus cannot represent.
+pub fn render(registry: &Registry, stats: &StatsSnapshot) -> Result<String, prometheus::Error> {
+    let families = gather(registry, stats);
+    prometheus::TextEncoder::new().encode_to_string(&families)
+}
