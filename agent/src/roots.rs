@@ -152,3 +152,92 @@ pub fn read_text_file(path: PathBuf) -> Result<String, ProcReadError> {
         }
     }
 }
+
+/// Files a collector reads every sample, kept open and re-read from offset
+/// 0 with `pread`: that skips the path lookup and open/close of every
+/// sample, which costs as much as the read itself for small /proc files.
+/// Keyed by full path, so a collector pointed at another root opens anew;
+/// [`FileCache::sweep`] closes files not read since the previous sweep
+/// (a stopped service's cgroup, for example).
+#[derive(Debug, Default)]
+pub struct FileCache {
+    files: std::collections::HashMap<PathBuf, (std::fs::File, bool)>,
+    buf: Vec<u8>,
+}
+
+impl FileCache {
+    /// The current content of `path`.
+    ///
+    /// # Errors
+    /// [`ProcReadError`] with the path; a file that cannot be re-read is
+    /// reopened once before giving up.
+    pub fn read(&mut self, path: PathBuf) -> Result<&str, ProcReadError> {
+        if !self.files.contains_key(&path) {
+            let file = open(&path)?;
+            self.files.insert(path.clone(), (file, false));
+        }
+        let Some((file, used)) = self.files.get_mut(&path) else {
+            return Err(ProcReadError::other(path, "file cache lost an entry"));
+        };
+        *used = true;
+        if pread_all(file, &mut self.buf).is_err() {
+            *file = open(&path)?;
+            pread_all(file, &mut self.buf)
+                .map_err(|e| ProcReadError { path: path.clone(), source: e.into() })?;
+        }
+        std::str::from_utf8(&self.buf).map_err(|_| ProcReadError::other(path, "not UTF-8"))
+    }
+
+    /// Reads `path` and parses it with procfs.
+    ///
+    /// # Errors
+    /// [`ProcReadError`] with the path.
+    pub fn parse<T: procfs::FromRead>(&mut self, path: PathBuf) -> Result<T, ProcReadError> {
+        let text = self.read(path.clone())?;
+        T::from_read(text.as_bytes()).map_err(|source| ProcReadError { path, source })
+    }
+
+    /// Reads a file that holds one number (`/proc/sys/...`).
+    ///
+    /// # Errors
+    /// [`ProcReadError`] with the path, also when the content is not a number.
+    pub fn number(&mut self, path: PathBuf) -> Result<f64, ProcReadError> {
+        let text = self.read(path.clone())?.trim();
+        text.parse()
+            .map_err(|_| ProcReadError::other(path, format!("expected a number, got {text:?}")))
+    }
+
+    /// The open file for `path`, if it has been read (for `poll`).
+    pub fn file(&self, path: &Path) -> Option<&std::fs::File> {
+        self.files.get(path).map(|(f, _)| f)
+    }
+
+    /// Closes the files not read since the last sweep.
+    pub fn sweep(&mut self) {
+        self.files.retain(|_, (_, used)| std::mem::take(used));
+    }
+}
+
+fn pread_all(file: &std::fs::File, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    buf.clear();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = file.read_at(&mut chunk, buf.len() as u64)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn open(path: &Path) -> Result<std::fs::File, ProcReadError> {
+    std::fs::File::open(path).map_err(|e| {
+        let source = if e.kind() == std::io::ErrorKind::NotFound {
+            procfs::ProcError::NotFound(Some(path.to_path_buf()))
+        } else {
+            procfs::ProcError::from(e)
+        };
+        ProcReadError { path: path.to_path_buf(), source }
+    })
+}

@@ -19,7 +19,7 @@ use curvemon_protocol::Kind;
 use tracing::info;
 
 use super::{Collector, FamilySample, label};
-use crate::roots::{ProcReadError, Roots};
+use crate::roots::{FileCache, ProcReadError, Roots};
 
 /// v1 reports "no limit" as the largest page-aligned i64; cAdvisor shows 0.
 const V1_UNLIMITED: u64 = 0x7FFF_FFFF_FFFF_F000;
@@ -72,12 +72,13 @@ struct GroupStats {
     pressure: [f64; 6],
 }
 
-fn read(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok()
+/// A file's content, or `None` where the layout or kernel lacks it.
+fn read<'a>(files: &'a mut FileCache, path: &Path) -> Option<&'a str> {
+    files.read(path.to_path_buf()).ok()
 }
 
-fn number(path: &Path) -> f64 {
-    read(path).and_then(|t| t.trim().parse::<f64>().ok()).unwrap_or(f64::NAN)
+fn number(files: &mut FileCache, path: &Path) -> f64 {
+    read(files, path).and_then(|t| t.trim().parse::<f64>().ok()).unwrap_or(f64::NAN)
 }
 
 /// The value of `key` in a flat keyed file (`usage_usec 123`).
@@ -86,8 +87,8 @@ fn keyed(text: &str, key: &str) -> Option<f64> {
 }
 
 /// `some avg10=.. total=N` / `full ... total=N` → seconds.
-fn pressure_totals(path: &Path) -> [f64; 2] {
-    let Some(text) = read(path) else { return [f64::NAN; 2] };
+fn pressure_totals(files: &mut FileCache, path: &Path) -> [f64; 2] {
+    let Some(text) = read(files, path) else { return [f64::NAN; 2] };
     let total = |prefix: &str| {
         text.lines()
             .find(|l| l.starts_with(prefix))
@@ -98,16 +99,16 @@ fn pressure_totals(path: &Path) -> [f64; 2] {
     [total("some"), total("full")]
 }
 
-fn pressure(dir: &Path) -> [f64; 6] {
-    let [cs, cf] = pressure_totals(&dir.join("cpu.pressure"));
-    let [ms, mf] = pressure_totals(&dir.join("memory.pressure"));
-    let [is, if_] = pressure_totals(&dir.join("io.pressure"));
+fn pressure(files: &mut FileCache, dir: &Path) -> [f64; 6] {
+    let [cs, cf] = pressure_totals(files, &dir.join("cpu.pressure"));
+    let [ms, mf] = pressure_totals(files, &dir.join("memory.pressure"));
+    let [is, if_] = pressure_totals(files, &dir.join("io.pressure"));
     [cs, cf, ms, mf, is, if_]
 }
 
 /// cgroup v2 `io.stat`: `MAJ:MIN rbytes=N wbytes=N ...` per device, summed.
-fn v2_io(dir: &Path) -> (f64, f64) {
-    let Some(text) = read(&dir.join("io.stat")) else { return (f64::NAN, f64::NAN) };
+fn v2_io(files: &mut FileCache, dir: &Path) -> (f64, f64) {
+    let Some(text) = read(files, &dir.join("io.stat")) else { return (f64::NAN, f64::NAN) };
     let (mut r, mut w) = (0.0, 0.0);
     for word in text.split_whitespace() {
         if let Some(n) = word.strip_prefix("rbytes=").and_then(|n| n.parse::<f64>().ok()) {
@@ -120,8 +121,8 @@ fn v2_io(dir: &Path) -> (f64, f64) {
 }
 
 /// cgroup v1 `blkio.throttle.io_service_bytes`: `MAJ:MIN Read N` lines, summed.
-fn v1_io(dir: &Path) -> (f64, f64) {
-    let Some(text) = read(&dir.join("blkio.throttle.io_service_bytes")) else {
+fn v1_io(files: &mut FileCache, dir: &Path) -> (f64, f64) {
+    let Some(text) = read(files, &dir.join("blkio.throttle.io_service_bytes")) else {
         return (f64::NAN, f64::NAN);
     };
     let (mut r, mut w) = (0.0, 0.0);
@@ -139,39 +140,39 @@ fn v1_io(dir: &Path) -> (f64, f64) {
     (r, w)
 }
 
-fn v2_stats(dir: &Path) -> GroupStats {
-    let cpu = read(&dir.join("cpu.stat"))
-        .and_then(|t| keyed(&t, "usage_usec"))
+fn v2_stats(files: &mut FileCache, dir: &Path) -> GroupStats {
+    let cpu = read(files, &dir.join("cpu.stat"))
+        .and_then(|t| keyed(t, "usage_usec"))
         .map_or(f64::NAN, |us| us / 1e6);
-    let limit = match read(&dir.join("memory.max")).as_deref().map(str::trim) {
+    let limit = match read(files, &dir.join("memory.max")).map(str::trim) {
         Some("max") => 0.0,
         Some(n) => n.parse().unwrap_or(f64::NAN),
         None => f64::NAN,
     };
-    let (read_bytes, write_bytes) = v2_io(dir);
+    let (read_bytes, write_bytes) = v2_io(files, dir);
     GroupStats {
         cpu_seconds: cpu,
-        memory: number(&dir.join("memory.current")),
+        memory: number(files, &dir.join("memory.current")),
         memory_limit: limit,
         read_bytes,
         write_bytes,
-        tasks: number(&dir.join("pids.current")),
-        pressure: pressure(dir),
+        tasks: number(files, &dir.join("pids.current")),
+        pressure: pressure(files, dir),
     }
 }
 
-fn v1_stats(v1: &Path, id: &str, psi_dir: Option<&Path>) -> GroupStats {
+fn v1_stats(files: &mut FileCache, v1: &Path, id: &str, psi_dir: Option<&Path>) -> GroupStats {
     let at = |controller: &str| v1.join(controller).join(id.trim_start_matches('/'));
-    let limit = number(&at("memory").join("memory.limit_in_bytes"));
-    let (read_bytes, write_bytes) = v1_io(&at("blkio"));
+    let limit = number(files, &at("memory").join("memory.limit_in_bytes"));
+    let (read_bytes, write_bytes) = v1_io(files, &at("blkio"));
     GroupStats {
-        cpu_seconds: number(&at("cpuacct").join("cpuacct.usage")) / 1e9,
-        memory: number(&at("memory").join("memory.usage_in_bytes")),
+        cpu_seconds: number(files, &at("cpuacct").join("cpuacct.usage")) / 1e9,
+        memory: number(files, &at("memory").join("memory.usage_in_bytes")),
         memory_limit: if limit >= V1_UNLIMITED as f64 { 0.0 } else { limit },
         read_bytes,
         write_bytes,
-        tasks: number(&at("pids").join("pids.current")),
-        pressure: psi_dir.map_or([f64::NAN; 6], pressure),
+        tasks: number(files, &at("pids").join("pids.current")),
+        pressure: psi_dir.map_or([f64::NAN; 6], |dir| pressure(files, dir)),
     }
 }
 
@@ -180,12 +181,13 @@ fn v1_stats(v1: &Path, id: &str, psi_dir: Option<&Path>) -> GroupStats {
 pub struct Cgroups {
     parents: Vec<String>,
     told_absent: bool,
+    files: FileCache,
 }
 
 impl Cgroups {
     /// A collector reporting the children of `parents` (e.g. `system.slice`).
     pub fn new(parents: Vec<String>) -> Self {
-        Cgroups { parents, told_absent: false }
+        Cgroups { parents, told_absent: false, files: FileCache::default() }
     }
 }
 
@@ -219,15 +221,19 @@ impl Collector for Cgroups {
             for name in names {
                 let id = format!("/{parent}/{name}");
                 let stats = match &layout {
-                    Layout::Unified(tree) => v2_stats(&tree.join(parent).join(&name)),
-                    Layout::Hybrid { tree, v1 } => {
-                        v1_stats(v1, &id, Some(&tree.join(parent).join(&name)))
+                    Layout::Unified(tree) => {
+                        v2_stats(&mut self.files, &tree.join(parent).join(&name))
                     }
-                    Layout::Legacy { v1, .. } => v1_stats(v1, &id, None),
+                    Layout::Hybrid { tree, v1 } => {
+                        v1_stats(&mut self.files, v1, &id, Some(&tree.join(parent).join(&name)))
+                    }
+                    Layout::Legacy { v1, .. } => v1_stats(&mut self.files, v1, &id, None),
                 };
                 groups.push((id, name, stats));
             }
         }
+        // Close the files of groups that went away.
+        self.files.sweep();
         if groups.is_empty() {
             return Ok(Vec::new());
         }

@@ -3,17 +3,17 @@
 //! percent is not computed here: the collector derives it from two
 //! consecutive counter values.
 
-use std::io::Cursor;
-
 use curvemon_protocol::Kind;
 use procfs::{CpuTime, FromBufReadSI, KernelStats};
 
 use super::{Collector, FamilySample, label};
-use crate::roots::{ProcReadError, Roots};
+use crate::roots::{FileCache, ProcReadError, Roots};
 
 /// The `/proc/stat` collector.
 #[derive(Debug, Default)]
-pub struct Cpu;
+pub struct Cpu {
+    files: FileCache,
+}
 
 /// node_exporter's modes for `node_cpu_seconds_total`. Guest time is already
 /// inside `user` and `nice`; it is reported again, apart, as
@@ -40,10 +40,9 @@ impl Collector for Cpu {
         // Read once, parse twice: procfs for the CPU lines, and the `intr`
         // total that procfs does not expose.
         let path = roots.path("stat");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| ProcReadError { path: path.clone(), source: e.into() })?;
-        let stat = KernelStats::from_buf_read(Cursor::new(text.as_bytes()), roots.system_info())
-            .map_err(|source| ProcReadError { path: path.clone(), source })?;
+        let text = self.files.read(path.clone())?;
+        let stat = KernelStats::from_buf_read(text.as_bytes(), roots.system_info())
+            .map_err(|source| ProcReadError { path, source })?;
         let ticks = roots.ticks_per_second() as f64;
 
         let mut seconds = FamilySample::new(

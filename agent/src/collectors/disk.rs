@@ -7,7 +7,7 @@ use procfs::DiskStats;
 use regex::Regex;
 
 use super::{Collector, FamilySample, label};
-use crate::roots::{ProcReadError, Roots};
+use crate::roots::{FileCache, ProcReadError, Roots};
 
 /// Sectors in /proc/diskstats are always 512 bytes, whatever the device's.
 const SECTOR: f64 = 512.0;
@@ -16,12 +16,13 @@ const SECTOR: f64 = 512.0;
 #[derive(Debug)]
 pub struct Disk {
     exclude: Regex,
+    files: FileCache,
 }
 
 impl Disk {
     /// A collector skipping devices whose name matches `exclude`.
     pub fn new(exclude: Regex) -> Self {
-        Disk { exclude }
+        Disk { exclude, files: FileCache::default() }
     }
 }
 
@@ -31,7 +32,7 @@ impl Collector for Disk {
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-        let stats: DiskStats = roots.read()?;
+        let stats: DiskStats = self.files.parse(roots.path("diskstats"))?;
         let c = Kind::Counter;
         let mut families = [
             FamilySample::new(

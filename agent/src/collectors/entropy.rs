@@ -4,17 +4,12 @@
 use curvemon_protocol::Kind;
 
 use super::{Collector, FamilySample};
-use crate::roots::{ProcReadError, Roots};
+use crate::roots::{FileCache, ProcReadError, Roots};
 
 /// The entropy collector.
 #[derive(Debug, Default)]
-pub struct Entropy;
-
-fn number(roots: &Roots, file: &str) -> Result<f64, ProcReadError> {
-    let text = roots.read_text(file)?;
-    text.parse().map_err(|_| {
-        ProcReadError::other(roots.path(file), format!("expected a number, got {text:?}"))
-    })
+pub struct Entropy {
+    files: FileCache,
 }
 
 impl Collector for Entropy {
@@ -27,9 +22,9 @@ impl Collector for Entropy {
             "node_entropy_available_bits",
             "Bits of available entropy.",
             Kind::Gauge,
-            number(roots, "sys/kernel/random/entropy_avail")?,
+            self.files.number(roots.path("sys/kernel/random/entropy_avail"))?,
         )];
-        match number(roots, "sys/kernel/random/poolsize") {
+        match self.files.number(roots.path("sys/kernel/random/poolsize")) {
             Ok(bits) => out.push(FamilySample::single(
                 "node_entropy_pool_size_bits",
                 "Bits of entropy pool.",

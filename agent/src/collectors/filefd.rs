@@ -3,11 +3,13 @@
 use curvemon_protocol::Kind;
 
 use super::{Collector, FamilySample};
-use crate::roots::{ProcReadError, Roots};
+use crate::roots::{FileCache, ProcReadError, Roots};
 
 /// The file-nr collector.
 #[derive(Debug, Default)]
-pub struct Filefd;
+pub struct Filefd {
+    files: FileCache,
+}
 
 impl Collector for Filefd {
     fn name(&self) -> &'static str {
@@ -15,7 +17,7 @@ impl Collector for Filefd {
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-        let text = roots.read_text("sys/fs/file-nr")?;
+        let text = self.files.read(roots.path("sys/fs/file-nr"))?.trim();
         // "allocated  unused(always 0 since 2.6)  maximum"
         let numbers: Vec<f64> = text.split_whitespace().filter_map(|n| n.parse().ok()).collect();
         let [allocated, _, maximum] = numbers[..] else {

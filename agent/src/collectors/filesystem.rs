@@ -4,11 +4,16 @@
 //! excluded by default (`[filesystem]` in the config file).
 //!
 //! A mount whose server is gone (a dead NFS server) blocks `statvfs` in the
-//! kernel, possibly forever. So each call runs on a worker thread and the
-//! sampler waits at most `timeout`: a mount that does not answer is reported
-//! with `node_filesystem_device_error 1`, its worker is abandoned (a fresh
-//! one serves the next call), and the mount is skipped until the stuck call
-//! returns, so one dead mount costs one thread, not one per sample.
+//! kernel, possibly forever. So calls for network and FUSE file systems run
+//! on a worker thread and the sampler waits at most `timeout`: a mount that
+//! does not answer is reported with `node_filesystem_device_error 1`, its
+//! worker is abandoned (a fresh one serves the next call), and the mount is
+//! skipped until the stuck call returns, so one dead mount costs one thread,
+//! not one per sample. Local file systems answer `statvfs` from memory and
+//! are asked directly.
+//!
+//! The mount table is parsed again only when it changes: the kernel flags
+//! an open `mountinfo` with `POLLPRI` after every mount or unmount.
 
 use std::{
     collections::HashSet,
@@ -26,7 +31,7 @@ use regex::Regex;
 use tracing::warn;
 
 use super::{Collector, FamilySample, label};
-use crate::roots::{ProcReadError, Roots};
+use crate::roots::{FileCache, ProcReadError, Roots};
 
 /// What `statvfs` says about one mount.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -142,12 +147,32 @@ impl Worker {
     }
 }
 
+/// File systems whose `statvfs` is answered from memory, without asking a
+/// device or server; everything else goes through the time box.
+const LOCAL: [&str; 22] = [
+    "btrfs", "bcachefs", "exfat", "ext2", "ext3", "ext4", "f2fs", "hfs", "hfsplus", "jfs", "msdos",
+    "nilfs2", "ntfs", "ntfs3", "ramfs", "reiserfs", "tmpfs", "udf", "ufs", "vfat", "xfs", "zfs",
+];
+
+/// One mount to measure, as parsed from mountinfo.
+#[derive(Debug, Clone)]
+struct Mount {
+    device: String,
+    fstype: String,
+    mount_point: String,
+    readonly: bool,
+    local: bool,
+}
+
 /// The filesystem collector.
 pub struct Filesystem {
     mount_exclude: Regex,
     fstype_exclude: Regex,
     timeout: Duration,
     worker: Worker,
+    files: FileCache,
+    /// The parsed mount table and the file it came from.
+    mounts: Option<(PathBuf, Vec<Mount>)>,
 }
 
 impl Filesystem {
@@ -163,7 +188,65 @@ impl Filesystem {
         timeout: Duration,
         stat: StatFn,
     ) -> Self {
-        Filesystem { mount_exclude, fstype_exclude, timeout, worker: Worker::new(stat) }
+        Filesystem {
+            mount_exclude,
+            fstype_exclude,
+            timeout,
+            worker: Worker::new(stat),
+            files: FileCache::default(),
+            mounts: None,
+        }
+    }
+
+    /// Whether the mount table behind the open `path` changed since it was read.
+    fn changed(&self, path: &Path) -> bool {
+        let Some(file) = self.files.file(path) else { return true };
+        let mut fds = [rustix::event::PollFd::new(file, rustix::event::PollFlags::PRI)];
+        let now = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        match rustix::event::poll(&mut fds, Some(&now)) {
+            Ok(0) => false,
+            Ok(_) => fds[0]
+                .revents()
+                .intersects(rustix::event::PollFlags::PRI | rustix::event::PollFlags::ERR),
+            Err(_) => true,
+        }
+    }
+
+    /// The mounts to measure, parsing mountinfo only when it changed.
+    fn mounts(&mut self, roots: &Roots) -> Result<Vec<Mount>, ProcReadError> {
+        let path = roots.path("self/mountinfo");
+        if let Some((cached, mounts)) = &self.mounts {
+            if *cached == path && !self.changed(&path) {
+                return Ok(mounts.clone());
+            }
+        }
+        let text = self.files.read(path.clone())?;
+        let infos = MountInfos::from_read(text.as_bytes())
+            .map_err(|source| ProcReadError { path: path.clone(), source })?;
+        let mut seen = HashSet::new();
+        let mut mounts = Vec::new();
+        for info in infos.iter() {
+            let mount_point = info.mount_point.to_string_lossy().into_owned();
+            if self.mount_exclude.is_match(&mount_point)
+                || self.fstype_exclude.is_match(&info.fs_type)
+            {
+                continue;
+            }
+            let device = info.mount_source.clone().unwrap_or_else(|| "none".into());
+            // A mount point can be listed twice (over-mounts); report it once.
+            if !seen.insert((device.clone(), mount_point.clone(), info.fs_type.clone())) {
+                continue;
+            }
+            mounts.push(Mount {
+                local: LOCAL.contains(&info.fs_type.as_str()),
+                readonly: info.mount_options.contains_key("ro"),
+                fstype: info.fs_type.clone(),
+                device,
+                mount_point,
+            });
+        }
+        self.mounts = Some((path, mounts.clone()));
+        Ok(mounts)
     }
 }
 
@@ -173,9 +256,7 @@ impl Collector for Filesystem {
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-        let path = roots.path("self/mountinfo");
-        let mounts =
-            MountInfos::from_file(&path).map_err(|source| ProcReadError { path, source })?;
+        let mounts = self.mounts(roots)?;
         let g = Kind::Gauge;
         let mut families = [
             FamilySample::new("node_filesystem_size_bytes", "Filesystem size in bytes.", g),
@@ -194,57 +275,38 @@ impl Collector for Filesystem {
                 g,
             ),
         ];
-        let mut seen = HashSet::new();
-        for mount in mounts.iter() {
-            let mount_point = mount.mount_point.to_string_lossy().into_owned();
-            if self.mount_exclude.is_match(&mount_point)
-                || self.fstype_exclude.is_match(&mount.fs_type)
-            {
-                continue;
-            }
-            let device = mount.mount_source.clone().unwrap_or_else(|| "none".into());
-            // A mount point can be listed twice (over-mounts); report it once.
-            if !seen.insert((device.clone(), mount_point.clone(), mount.fs_type.clone())) {
-                continue;
-            }
-            let stats = match self.worker.call(&roots.mount_path(&mount_point), self.timeout) {
+        for mount in mounts {
+            let target = roots.mount_path(&mount.mount_point);
+            let outcome = if mount.local {
+                match (self.worker.stat)(&target) {
+                    Ok(stats) => Outcome::Stats(stats),
+                    Err(e) => Outcome::Failed(e),
+                }
+            } else {
+                self.worker.call(&target, self.timeout)
+            };
+            let stats = match outcome {
                 Outcome::Stats(stats) => Some(stats),
                 Outcome::Failed(error) => {
-                    tracing::debug!(mount_point, %error, "statvfs failed.");
+                    tracing::debug!(mount_point = %mount.mount_point, %error, "statvfs failed.");
                     None
                 }
                 Outcome::TimedOut => {
-                    warn!(mount_point, timeout = ?self.timeout, "statvfs did not answer in time; reporting the mount as failed until it does.");
+                    warn!(mount_point = %mount.mount_point, timeout = ?self.timeout, "statvfs did not answer in time; reporting the mount as failed until it does.");
                     None
                 }
                 Outcome::StillStuck => None,
             };
-            let readonly = mount.mount_options.contains_key("ro");
+            let readonly = f64::from(u8::from(mount.readonly));
             let values = match stats {
-                Some(s) => [
-                    s.size,
-                    s.free,
-                    s.avail,
-                    s.files,
-                    s.files_free,
-                    f64::from(u8::from(readonly)),
-                    0.0,
-                ],
-                None => [
-                    f64::NAN,
-                    f64::NAN,
-                    f64::NAN,
-                    f64::NAN,
-                    f64::NAN,
-                    f64::from(u8::from(readonly)),
-                    1.0,
-                ],
+                Some(s) => [s.size, s.free, s.avail, s.files, s.files_free, readonly, 0.0],
+                None => [f64::NAN, f64::NAN, f64::NAN, f64::NAN, f64::NAN, readonly, 1.0],
             };
             for (family, value) in families.iter_mut().zip(values) {
                 let labels = vec![
-                    label("device", device.clone()),
-                    label("fstype", mount.fs_type.clone()),
-                    label("mountpoint", mount_point.clone()),
+                    label("device", mount.device.clone()),
+                    label("fstype", mount.fstype.clone()),
+                    label("mountpoint", mount.mount_point.clone()),
                 ];
                 family.push(labels, value);
             }

@@ -4,11 +4,13 @@ use curvemon_protocol::Kind;
 use procfs::LoadAverage;
 
 use super::{Collector, FamilySample};
-use crate::roots::{ProcReadError, Roots};
+use crate::roots::{FileCache, ProcReadError, Roots};
 
 /// The `/proc/loadavg` collector.
 #[derive(Debug, Default)]
-pub struct Load;
+pub struct Load {
+    files: FileCache,
+}
 
 impl Collector for Load {
     fn name(&self) -> &'static str {
@@ -16,7 +18,7 @@ impl Collector for Load {
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-        let load: LoadAverage = roots.read()?;
+        let load: LoadAverage = self.files.parse(roots.path("loadavg"))?;
         Ok(vec![
             FamilySample::single(
                 "node_load1",

@@ -5,11 +5,13 @@ use curvemon_protocol::Kind;
 use procfs::Meminfo;
 
 use super::{Collector, FamilySample};
-use crate::roots::{ProcReadError, Roots};
+use crate::roots::{FileCache, ProcReadError, Roots};
 
 /// The `/proc/meminfo` collector.
 #[derive(Debug, Default)]
-pub struct Memory;
+pub struct Memory {
+    files: FileCache,
+}
 
 impl Collector for Memory {
     fn name(&self) -> &'static str {
@@ -17,7 +19,7 @@ impl Collector for Memory {
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-        let m: Meminfo = roots.read()?;
+        let m: Meminfo = self.files.parse(roots.path("meminfo"))?;
         // Fields that older kernels lack are NaN rather than a made-up zero.
         let opt = |v: Option<u64>| v.map_or(f64::NAN, |v| v as f64);
         let fields: [(&'static str, &'static str, f64); 17] = [

@@ -114,7 +114,11 @@ pub const CATALOG: &[(&str, bool, &str)] = &[
     ("network", true, "/proc/net/dev"),
     ("netstat", true, "/proc/net/{snmp,netstat,snmp6}: TCP retransmits, UDP errors, ..."),
     ("sockstat", true, "/proc/net/sockstat{,6}"),
-    ("tcpstat", true, "/proc/net/tcp{,6}: TCP connections per state"),
+    (
+        "tcpstat",
+        false,
+        "TCP connections per state (netlink sock_diag; ~0.6 ms a sample, so off by default)",
+    ),
     ("filefd", true, "/proc/sys/fs/file-nr"),
     ("entropy", true, "/proc/sys/kernel/random/entropy_avail"),
     ("processes", true, "process and thread counts and limits"),
@@ -129,11 +133,11 @@ pub fn build(names: &[String], options: &Options) -> Vec<Box<dyn Collector>> {
         .filter(|(name, _, _)| names.iter().any(|n| n == name))
         .filter_map(|(name, _, _)| -> Option<Box<dyn Collector>> {
             Some(match *name {
-                "cpu" => Box::new(Cpu),
-                "memory" => Box::new(Memory),
-                "vmstat" => Box::new(Vmstat),
-                "load" => Box::new(Load),
-                "uptime" => Box::new(Uptime),
+                "cpu" => Box::new(Cpu::default()),
+                "memory" => Box::new(Memory::default()),
+                "vmstat" => Box::new(Vmstat::default()),
+                "load" => Box::new(Load::default()),
+                "uptime" => Box::new(Uptime::default()),
                 "pressure" => Box::new(Pressure::default()),
                 "disk" => Box::new(Disk::new(options.disk_exclude.clone())),
                 "filesystem" => Box::new(Filesystem::new(
@@ -142,12 +146,12 @@ pub fn build(names: &[String], options: &Options) -> Vec<Box<dyn Collector>> {
                     options.fs_timeout,
                 )),
                 "network" => Box::new(Network::new(options.network_exclude.clone())),
-                "netstat" => Box::new(Netstat),
-                "sockstat" => Box::new(Sockstat),
-                "tcpstat" => Box::new(Tcpstat),
-                "filefd" => Box::new(Filefd),
-                "entropy" => Box::new(Entropy),
-                "processes" => Box::new(Processes),
+                "netstat" => Box::new(Netstat::default()),
+                "sockstat" => Box::new(Sockstat::default()),
+                "tcpstat" => Box::new(Tcpstat::default()),
+                "filefd" => Box::new(Filefd::default()),
+                "entropy" => Box::new(Entropy::default()),
+                "processes" => Box::new(Processes::default()),
                 "cgroups" => Box::new(Cgroups::new(options.cgroup_parents.clone())),
                 "process" if !options.process_groups.is_empty() => {
                     Box::new(ProcessGroups::new(options.process_groups.clone()))
@@ -204,8 +208,10 @@ mod tests {
     #[test]
     fn selection() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let all = select(None, None, &[]).unwrap();
-        assert_eq!(all.len(), CATALOG.len());
+        let defaults = select(None, None, &[]).unwrap();
+        assert_eq!(defaults.len(), CATALOG.iter().filter(|(_, on, _)| *on).count());
+        assert!(!defaults.contains(&"tcpstat".to_string()), "tcpstat is opt-in");
+        assert_eq!(select(Some(&s(&["tcpstat"])), None, &[]).unwrap(), s(&["tcpstat"]));
         assert_eq!(
             select(Some(&s(&["cpu", "load"])), Some(&s(&["memory"])), &[]).unwrap(),
             s(&["cpu", "load"])

@@ -5,13 +5,13 @@
 //! The first two files come in pairs of lines, `Proto: names...` then
 //! `Proto: values...`; snmp6 has one `Name value` per line.
 
-use std::{borrow::Cow, sync::OnceLock};
+use std::{borrow::Cow, collections::HashMap, path::PathBuf, sync::OnceLock};
 
 use curvemon_protocol::Kind;
 use regex::Regex;
 
 use super::{Collector, FamilySample};
-use crate::roots::{ProcReadError, Roots, read_text_file};
+use crate::roots::{FileCache, ProcReadError, Roots};
 
 /// node_exporter's default `--collector.netstat.fields`.
 const FIELDS: &str = r"^(.*_(InErrors|InErrs)|Ip_Forwarding|Ip(6|Ext)_(InOctets|OutOctets)|Icmp6?_(InMsgs|OutMsgs)|TcpExt_(Listen.*|Syncookies.*|TCPSynRetrans|TCPTimeouts)|Tcp_(ActiveOpens|InSegs|OutSegs|OutRsts|PassiveOpens|RetransSegs|CurrEstab)|Udp6?_(InDatagrams|OutDatagrams|NoPorts|RcvbufErrors|SndbufErrors))$";
@@ -24,39 +24,50 @@ fn fields() -> &'static Regex {
     RE.get_or_init(|| Regex::new(FIELDS).unwrap_or_else(|e| unreachable!("built-in pattern: {e}")))
 }
 
-/// The netstat collector.
+/// The netstat collector. It remembers, per header line, which columns the
+/// field set selects, so a steady read parses a handful of numbers instead
+/// of formatting and matching every field name.
 #[derive(Debug, Default)]
-pub struct Netstat;
+pub struct Netstat {
+    files: FileCache,
+    selections: HashMap<String, Vec<(usize, String)>>,
+}
 
-/// Parses the paired-line format into `(Proto_Field, value)`.
-///
-/// # Errors
-/// A header without its value line, or a count mismatch.
-pub fn parse_paired(text: &str) -> Result<Vec<(String, f64)>, String> {
-    let mut out = Vec::new();
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    while let Some(header) = lines.next() {
-        let values = lines.next().ok_or_else(|| format!("no value line after {header:?}"))?;
-        let (proto, names) =
-            header.split_once(':').ok_or_else(|| format!("no `Proto:` in {header:?}"))?;
-        let (proto2, nums) =
-            values.split_once(':').ok_or_else(|| format!("no `Proto:` in {values:?}"))?;
-        if proto != proto2 {
-            return Err(format!("header {proto:?} followed by values of {proto2:?}"));
+impl Netstat {
+    /// The selected `(Proto_Field, value)` of one paired-line file.
+    fn paired(&mut self, path: PathBuf, out: &mut Vec<(String, f64)>) -> Result<(), ProcReadError> {
+        let text = self.files.read(path.clone())?;
+        let bad = |e: String| ProcReadError::other(path.clone(), e);
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        while let Some(header) = lines.next() {
+            let values =
+                lines.next().ok_or_else(|| bad(format!("no value line after {header:?}")))?;
+            let selection = self.selections.entry(header.to_string()).or_insert_with(|| {
+                let (proto, names) = header.split_once(':').unwrap_or(("", ""));
+                names
+                    .split_whitespace()
+                    .enumerate()
+                    .map(|(i, name)| (i, format!("{proto}_{name}")))
+                    .filter(|(_, full)| fields().is_match(full))
+                    .collect()
+            });
+            if selection.is_empty() {
+                continue;
+            }
+            let (_, nums) =
+                values.split_once(':').ok_or_else(|| bad(format!("no `Proto:` in {values:?}")))?;
+            let nums: Vec<&str> = nums.split_whitespace().collect();
+            for (i, name) in selection.iter() {
+                let num =
+                    nums.get(*i).ok_or_else(|| bad(format!("{name}: missing from {values:?}")))?;
+                let value = num
+                    .parse::<f64>()
+                    .map_err(|_| bad(format!("{name}: {num:?} is not a number")))?;
+                out.push((name.clone(), value));
+            }
         }
-        let names: Vec<&str> = names.split_whitespace().collect();
-        let nums: Vec<&str> = nums.split_whitespace().collect();
-        if names.len() != nums.len() {
-            return Err(format!("{proto}: {} names but {} values", names.len(), nums.len()));
-        }
-        for (name, num) in names.iter().zip(nums) {
-            let value = num
-                .parse::<f64>()
-                .map_err(|_| format!("{proto} {name}: {num:?} is not a number"))?;
-            out.push((format!("{proto}_{name}"), value));
-        }
+        Ok(())
     }
-    Ok(out)
 }
 
 /// Parses snmp6's `Ip6InOctets  123` lines into `(Ip6_InOctets, 123)`.
@@ -81,20 +92,17 @@ impl Collector for Netstat {
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
         let mut stats = Vec::new();
-        for file in ["net/snmp", "net/netstat"] {
-            let path = roots.path(file);
-            let text = read_text_file(path.clone())?;
-            stats.extend(parse_paired(&text).map_err(|e| ProcReadError::other(path, e))?);
-        }
+        self.paired(roots.path("net/snmp"), &mut stats)?;
+        self.paired(roots.path("net/netstat"), &mut stats)?;
         // IPv6 may be disabled: then snmp6 is absent, and that is fine.
-        match read_text_file(roots.path("net/snmp6")) {
-            Ok(text) => stats.extend(parse_snmp6(&text)),
+        match self.files.read(roots.path("net/snmp6")) {
+            Ok(text) => stats
+                .extend(parse_snmp6(text).into_iter().filter(|(name, _)| fields().is_match(name))),
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
         Ok(stats
             .into_iter()
-            .filter(|(name, _)| fields().is_match(name))
             .map(|(name, value)| {
                 let kind =
                     if GAUGES.contains(&name.as_str()) { Kind::Gauge } else { Kind::Counter };
@@ -114,21 +122,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paired_lines() {
-        let text =
-            "Tcp: RtoAlgorithm ActiveOpens CurrEstab\nTcp: 1 42 3\nUdp: InDatagrams\nUdp: 7\n";
-        assert_eq!(
-            parse_paired(text).unwrap(),
-            vec![
-                ("Tcp_RtoAlgorithm".into(), 1.0),
-                ("Tcp_ActiveOpens".into(), 42.0),
-                ("Tcp_CurrEstab".into(), 3.0),
-                ("Udp_InDatagrams".into(), 7.0)
-            ]
+    fn paired_lines_keep_only_selected_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snmp");
+        std::fs::write(
+            &path,
+            "Tcp: RtoAlgorithm ActiveOpens CurrEstab\nTcp: 1 42 3\nUdp: InDatagrams\nUdp: 7\n",
+        )
+        .unwrap();
+        let mut netstat = Netstat::default();
+        let mut out = Vec::new();
+        netstat.paired(path.clone(), &mut out).unwrap();
+        let expected =
+            [("Tcp_ActiveOpens", 42.0), ("Tcp_CurrEstab", 3.0), ("Udp_InDatagrams", 7.0)];
+        assert_eq!(out, expected.map(|(n, v)| (n.to_string(), v)));
+        std::fs::write(&path, "Tcp: ActiveOpens\n").unwrap();
+        assert!(
+            netstat
+                .paired(path.clone(), &mut out)
+                .unwrap_err()
+                .to_string()
+                .contains("no value line")
         );
-        assert!(parse_paired("Tcp: A B\nTcp: 1\n").unwrap_err().contains("2 names but 1 values"));
-        assert!(parse_paired("Tcp: A\n").unwrap_err().contains("no value line"));
-        assert!(parse_paired("Tcp: A\nUdp: 1\n").is_err());
+        std::fs::write(&path, "Tcp: ActiveOpens\nTcp: x\n").unwrap();
+        assert!(netstat.paired(path, &mut out).unwrap_err().to_string().contains("not a number"));
     }
 
     #[test]

@@ -7,18 +7,19 @@ use procfs::net::InterfaceDeviceStatus;
 use regex::Regex;
 
 use super::{Collector, FamilySample, label};
-use crate::roots::{ProcReadError, Roots};
+use crate::roots::{FileCache, ProcReadError, Roots};
 
 /// The `/proc/net/dev` collector.
 #[derive(Debug)]
 pub struct Network {
     exclude: Regex,
+    files: FileCache,
 }
 
 impl Network {
     /// A collector skipping interfaces whose name matches `exclude`.
     pub fn new(exclude: Regex) -> Self {
-        Network { exclude }
+        Network { exclude, files: FileCache::default() }
     }
 }
 
@@ -28,7 +29,7 @@ impl Collector for Network {
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-        let status: InterfaceDeviceStatus = roots.read()?;
+        let status: InterfaceDeviceStatus = self.files.parse(roots.path("net/dev"))?;
         let c = Kind::Counter;
         let mut families = [
             FamilySample::new(

@@ -7,12 +7,13 @@ use procfs::{CpuPressure, IoPressure, MemoryPressure};
 use tracing::info;
 
 use super::{Collector, FamilySample};
-use crate::roots::{ProcReadError, Roots};
+use crate::roots::{FileCache, ProcReadError, Roots};
 
 /// The PSI collector.
 #[derive(Debug, Default)]
 pub struct Pressure {
     told_absent: bool,
+    files: FileCache,
 }
 
 fn seconds(total_us: u64) -> f64 {
@@ -25,7 +26,7 @@ impl Collector for Pressure {
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-        let cpu: CpuPressure = match roots.read() {
+        let cpu: CpuPressure = match self.files.parse(roots.path("pressure/cpu")) {
             Ok(cpu) => cpu,
             Err(e) if e.is_not_found() => {
                 if !self.told_absent {
@@ -36,8 +37,8 @@ impl Collector for Pressure {
             }
             Err(e) => return Err(e),
         };
-        let memory: MemoryPressure = roots.read()?;
-        let io: IoPressure = roots.read()?;
+        let memory: MemoryPressure = self.files.parse(roots.path("pressure/memory"))?;
+        let io: IoPressure = self.files.parse(roots.path("pressure/io"))?;
         let family = |name, help, total_us| {
             FamilySample::single(name, help, Kind::Counter, seconds(total_us))
         };

@@ -9,11 +9,13 @@ use curvemon_protocol::Kind;
 use procfs::LoadAverage;
 
 use super::{Collector, FamilySample};
-use crate::roots::{ProcReadError, Roots};
+use crate::roots::{FileCache, ProcReadError, Roots};
 
 /// The processes collector.
 #[derive(Debug, Default)]
-pub struct Processes;
+pub struct Processes {
+    files: FileCache,
+}
 
 impl Collector for Processes {
     fn name(&self) -> &'static str {
@@ -31,13 +33,9 @@ impl Collector for Processes {
                     .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
             })
             .count();
-        let load: LoadAverage = roots.read()?;
-        let limit = |file: &str| -> Result<f64, ProcReadError> {
-            let text = roots.read_text(file)?;
-            text.parse().map_err(|_| {
-                ProcReadError::other(roots.path(file), format!("expected a number, got {text:?}"))
-            })
-        };
+        let load: LoadAverage = self.files.parse(roots.path("loadavg"))?;
+        let max_processes = self.files.number(roots.path("sys/kernel/pid_max"))?;
+        let max_threads = self.files.number(roots.path("sys/kernel/threads-max"))?;
         Ok(vec![
             FamilySample::single(
                 "node_processes_pids",
@@ -55,13 +53,13 @@ impl Collector for Processes {
                 "node_processes_max_processes",
                 "Number of max PIDs limit.",
                 Kind::Gauge,
-                limit("sys/kernel/pid_max")?,
+                max_processes,
             ),
             FamilySample::single(
                 "node_processes_max_threads",
                 "Limit of threads in the system.",
                 Kind::Gauge,
-                limit("sys/kernel/threads-max")?,
+                max_threads,
             ),
         ])
     }

@@ -8,11 +8,13 @@ use std::borrow::Cow;
 use curvemon_protocol::Kind;
 
 use super::{Collector, FamilySample};
-use crate::roots::{ProcReadError, Roots, read_text_file};
+use crate::roots::{FileCache, ProcReadError, Roots};
 
 /// The sockstat collector.
 #[derive(Debug, Default)]
-pub struct Sockstat;
+pub struct Sockstat {
+    files: FileCache,
+}
 
 /// Parses `PROTO: key value key value` lines into `(PROTO_key, value)`.
 ///
@@ -46,8 +48,8 @@ impl Collector for Sockstat {
         let mut stats = Vec::new();
         for (file, required) in [("net/sockstat", true), ("net/sockstat6", false)] {
             let path = roots.path(file);
-            match read_text_file(path.clone()) {
-                Ok(text) => stats.extend(parse(&text).map_err(|e| ProcReadError::other(path, e))?),
+            match self.files.read(path.clone()) {
+                Ok(text) => stats.extend(parse(text).map_err(|e| ProcReadError::other(path, e))?),
                 Err(e) if e.is_not_found() && !required => {}
                 Err(e) => return Err(e),
             }

@@ -4,11 +4,13 @@
 use curvemon_protocol::Kind;
 
 use super::{Collector, FamilySample};
-use crate::roots::{ProcReadError, Roots};
+use crate::roots::{FileCache, ProcReadError, Roots};
 
 /// The `/proc/uptime` collector.
 #[derive(Debug, Default)]
-pub struct Uptime;
+pub struct Uptime {
+    files: FileCache,
+}
 
 impl Collector for Uptime {
     fn name(&self) -> &'static str {
@@ -16,7 +18,7 @@ impl Collector for Uptime {
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-        let uptime: procfs::Uptime = roots.read()?;
+        let uptime: procfs::Uptime = self.files.parse(roots.path("uptime"))?;
         Ok(vec![FamilySample::single(
             "curvemon_uptime_seconds",
             "Seconds since the host booted (including time in suspend), from /proc/uptime.",

@@ -1,13 +1,13 @@
 //! `/proc/vmstat`: page faults, paging, swapping and OOM kills, under
 //! node_exporter's names (`node_vmstat_<field>`, its default field set).
+//! Only those fields are parsed; the file has some 180.
 
 use std::borrow::Cow;
 
 use curvemon_protocol::Kind;
-use procfs::VmStat;
 
 use super::{Collector, FamilySample};
-use crate::roots::{ProcReadError, Roots};
+use crate::roots::{FileCache, ProcReadError, Roots};
 
 /// node_exporter's default `--collector.vmstat.fields`, spelled out.
 const FIELDS: [&str; 7] =
@@ -15,7 +15,9 @@ const FIELDS: [&str; 7] =
 
 /// The `/proc/vmstat` collector.
 #[derive(Debug, Default)]
-pub struct Vmstat;
+pub struct Vmstat {
+    files: FileCache,
+}
 
 impl Collector for Vmstat {
     fn name(&self) -> &'static str {
@@ -23,17 +25,28 @@ impl Collector for Vmstat {
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-        let stat: VmStat = roots.read()?;
+        let path = roots.path("vmstat");
+        let text = self.files.read(path.clone())?;
+        let mut found: [Option<f64>; FIELDS.len()] = [None; FIELDS.len()];
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once(' ') else { continue };
+            if let Some(i) = FIELDS.iter().position(|f| *f == key) {
+                let value = value.trim().parse::<f64>().map_err(|_| {
+                    ProcReadError::other(path.clone(), format!("{key}: {value:?} is not a number"))
+                })?;
+                found[i] = Some(value);
+            }
+        }
         // Only the fields this kernel has (oom_kill appeared in 4.13).
         Ok(FIELDS
             .iter()
-            .filter_map(|field| {
-                let value = *stat.0.get(*field)?;
+            .zip(found)
+            .filter_map(|(field, value)| {
                 Some(FamilySample {
                     name: Cow::Owned(format!("node_vmstat_{field}")),
                     help: Cow::Owned(format!("/proc/vmstat information field {field}.")),
                     kind: Kind::Counter,
-                    series: vec![(Vec::new(), value as f64)],
+                    series: vec![(Vec::new(), value?)],
                 })
             })
             .collect())

@@ -1,0 +1,298 @@
+//! `bench`: what the agent costs, measured side by side with node_exporter
+//! on the same machine in the same run (`docs/performance.md`).
+//!
+//! Part 1, in this process: CPU time of one full collection of every
+//! default family (median of many), and the bytes of a metrics message and
+//! of the model on the wire; node_exporter's CPU time and bytes per scrape.
+//!
+//! Part 2, whole processes: the release agent at a 1 s interval reporting
+//! to a release collector, and node_exporter scraped once a second, for
+//! `--seconds` (60 by default). CPU is utime+stime from /proc/<pid>/stat over
+//! the window; memory is VmRSS from /proc/<pid>/status, sampled each second
+//! (the median of the second half is the steady figure).
+//!
+//! Exits 1 if the agent's CPU is more than 1/20 of node_exporter's, or its
+//! resident memory more than 1/4.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use curvemon_agent::{collectors, options::Options, roots::Roots, sampler::Sampler};
+use curvemon_protocol::{Message, Metrics, codec};
+
+fn main() -> anyhow::Result<()> {
+    let mut seconds = 60u64;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seconds" => seconds = args.next().context("--seconds N")?.parse()?,
+            other => bail!("unknown argument {other:?}; usage: bench [--seconds N]"),
+        }
+    }
+    let bin_dir = std::env::current_exe()?.parent().context("no exe dir")?.to_path_buf();
+    let node_exporter = Path::new("/usr/bin/prometheus-node-exporter");
+    if !node_exporter.exists() {
+        bail!("{} is missing: apt-get install prometheus-node-exporter", node_exporter.display());
+    }
+    let work = std::env::temp_dir().join(format!("curvemon-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let result = run(&bin_dir, node_exporter, &work, seconds);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+/// CPU seconds a process has used, all threads, in nanosecond resolution
+/// (`/proc/<pid>/task/*/schedstat`; utime and stime only count 10 ms ticks).
+/// Threads that exited during the window are not counted, which only
+/// favours the process that starts threads per request (node_exporter).
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let path = task?.path().join("schedstat");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            total += text.split_whitespace().next().context("schedstat format")?.parse::<u64>()?;
+        }
+    }
+    Ok(total as f64 / 1e9)
+}
+
+/// Resident memory of a process in bytes.
+fn rss_bytes(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
+    let kib: f64 = line.split_whitespace().nth(1).context("VmRSS value")?.parse()?;
+    Ok(kib * 1024.0)
+}
+
+fn process_cpu_now() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(bin: &Path, args: &[&str], log: &Path) -> anyhow::Result<Killed> {
+    let child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    Ok(Killed(child))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn get(url: &str) -> anyhow::Result<String> {
+    Ok(ureq::get(url).call()?.body_mut().read_to_string()?)
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok() {
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn run(bin_dir: &Path, node_exporter: &Path, work: &Path, seconds: u64) -> anyhow::Result<()> {
+    let ne_port = free_port()?;
+    let ne = spawn(
+        node_exporter,
+        &[&format!("--web.listen-address=127.0.0.1:{ne_port}")],
+        &work.join("ne.log"),
+    )?;
+    let ne_url = format!("http://127.0.0.1:{ne_port}/metrics");
+    wait_until("node_exporter", || get(&ne_url).is_ok())?;
+
+    // ---- Part 1: one collection, one scrape.
+    let names = collectors::select(None, None, &[]).map_err(anyhow::Error::msg)?;
+    let mut sampler = Sampler::new(collectors::build(&names, &Options::default()));
+    let roots = Roots::new("/proc");
+    let mut sample = sampler.sample(&roots);
+    let mut per_collection = Vec::new();
+    for _ in 0..200 {
+        let start = process_cpu_now();
+        sample = sampler.sample(&roots);
+        per_collection.push(process_cpu_now() - start);
+    }
+    let metrics = codec::encode(&Message::Metrics(Metrics {
+        seq: 1_000_000,
+        taken_at_ms: 1_795_000_000_000,
+        schema_revision: sample.revision,
+        values: sample.values.clone(),
+    }));
+    let model_bytes = codec::encode(&Message::Model(curvemon_protocol::Model {
+        hostname: "bench".into(),
+        machine_id: String::new(),
+        boot_id: String::new(),
+        kernel: String::new(),
+        os: String::new(),
+        cpu_model: String::new(),
+        cpu_count: 0,
+        mem_total_bytes: 0,
+        swap_total_bytes: 0,
+        boot_time_unix: 0,
+        agent_version: String::new(),
+        interval_ms: 1000,
+        schema: sample.schema(),
+    }))
+    .len();
+    let mut ne_bytes = 0;
+    let ne_before = cpu_seconds(ne.0.id())?;
+    let scrapes = 20;
+    for _ in 0..scrapes {
+        ne_bytes = get(&ne_url)?.len();
+    }
+    let ne_per_scrape = (cpu_seconds(ne.0.id())? - ne_before) / f64::from(scrapes);
+    let collection = median(per_collection);
+    let mut costs: Vec<(&str, f64)> = Vec::new();
+    for name in &names {
+        let mut one = collectors::build(std::slice::from_ref(name), &Options::default());
+        let Some(collector) = one.first_mut() else { continue };
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let start = process_cpu_now();
+            let _ = collector.collect(&roots);
+            times.push(process_cpu_now() - start);
+        }
+        costs.push((collector.name(), median(times)));
+    }
+    println!(
+        "## One collection (this machine: {} CPUs)\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("| | agent | node_exporter |");
+    println!("|---|---|---|");
+    println!(
+        "| CPU time per collection / scrape | {:.3} ms | {:.3} ms |",
+        collection * 1e3,
+        ne_per_scrape * 1e3
+    );
+    println!("| collectors | {} (the default set) | its default set |", names.join(", "));
+    println!("| series | {} | - |", sample.values.len());
+    println!(
+        "| bytes on the wire per sample | {} (metrics message) | {} (text scrape, uncompressed) |",
+        metrics.len(),
+        ne_bytes
+    );
+    println!("| bytes of the model (once per connection or schema change) | {model_bytes} | - |");
+    println!("\nCPU time per collector (median of 200 runs):\n");
+    println!("| collector | µs |");
+    println!("|---|---|");
+    for (name, cost) in &costs {
+        println!("| {name} | {:.1} |", cost * 1e6);
+    }
+
+    // ---- Part 2: whole processes over a window.
+    let keys = work.join("keys");
+    let collector_bin = bin_dir.join("collector");
+    let agent_bin = bin_dir.join("agent");
+    for bin in [&collector_bin, &agent_bin] {
+        if !bin.exists() {
+            bail!(
+                "{} is missing: run `cargo build --release --bins` first (scripts/bench does)",
+                bin.display()
+            );
+        }
+    }
+    let quiet = |bin: &PathBuf, args: &[&str]| -> anyhow::Result<()> {
+        let out = Command::new(bin).args(args).output()?;
+        if !out.status.success() {
+            bail!("{} {:?}: {}", bin.display(), args, String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    let keys_s = keys.to_str().context("path")?;
+    quiet(&collector_bin, &["keygen", "--keys", keys_s])?;
+    quiet(&agent_bin, &["keygen", "--keys", keys_s])?;
+    let (zmq_port, http_port) = (free_port()?, free_port()?);
+    let listen = format!("tcp://127.0.0.1:{zmq_port}");
+    let http = format!("127.0.0.1:{http_port}");
+    let _collector = spawn(
+        &collector_bin,
+        &["--keys", keys_s, "--listen", &listen, "--http", &http],
+        &work.join("collector.log"),
+    )?;
+    let agent = spawn(
+        &agent_bin,
+        &["--keys", keys_s, "--interval", "1s", "--name", "bench", &listen],
+        &work.join("agent.log"),
+    )?;
+    let hosts_url = format!("http://{http}/api/hosts");
+    wait_until("the agent to report", || get(&hosts_url).is_ok_and(|b| b.contains("\"seq\"")))?;
+
+    let (agent_pid, ne_pid) = (agent.0.id(), ne.0.id());
+    let (agent_cpu0, ne_cpu0) = (cpu_seconds(agent_pid)?, cpu_seconds(ne_pid)?);
+    let started = Instant::now();
+    let (mut agent_rss, mut ne_rss) = (Vec::new(), Vec::new());
+    for second in 0..seconds {
+        let tick = started + Duration::from_secs(second + 1);
+        get(&ne_url)?;
+        if second >= seconds / 2 {
+            agent_rss.push(rss_bytes(agent_pid)?);
+            ne_rss.push(rss_bytes(ne_pid)?);
+        }
+        std::thread::sleep(tick.saturating_duration_since(Instant::now()));
+    }
+    let window = started.elapsed().as_secs_f64();
+    let agent_cpu = cpu_seconds(agent_pid)? - agent_cpu0;
+    let ne_cpu = cpu_seconds(ne_pid)? - ne_cpu0;
+    let (agent_rss, ne_rss) = (median(agent_rss), median(ne_rss));
+    let cpu_ratio = agent_cpu / ne_cpu;
+    let rss_ratio = agent_rss / ne_rss;
+    println!(
+        "\n## {window:.0} s at 1 s (agent interval 1 s; node_exporter scraped once a second)\n"
+    );
+    println!("| | agent | node_exporter | ratio | target |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| CPU, whole process | {:.3} s ({:.2} ms/s) | {:.3} s ({:.2} ms/s) | 1/{:.1} | ≤ 1/20 |",
+        agent_cpu,
+        agent_cpu / window * 1e3,
+        ne_cpu,
+        ne_cpu / window * 1e3,
+        1.0 / cpu_ratio
+    );
+    println!(
+        "| resident memory, steady | {:.1} MiB | {:.1} MiB | 1/{:.1} | ≤ 1/4 |",
+        agent_rss / 1048576.0,
+        ne_rss / 1048576.0,
+        1.0 / rss_ratio
+    );
+    let mut failed = Vec::new();
+    if cpu_ratio > 1.0 / 20.0 {
+        failed.push(format!("CPU ratio 1/{:.1} misses 1/20", 1.0 / cpu_ratio));
+    }
+    if rss_ratio > 0.25 {
+        failed.push(format!("memory ratio 1/{:.1} misses 1/4", 1.0 / rss_ratio));
+    }
+    if failed.is_empty() {
+        println!("\nBoth targets met.");
+        Ok(())
+    } else {
+        bail!("{}", failed.join("; "))
+    }
+}
