@@ -24,7 +24,17 @@ use anyhow::{Context, bail};
 use curvemon_agent::{collectors, options::Options, roots::Roots, sampler::Sampler};
 use curvemon_protocol::{Message, Metrics, codec};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match bench() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bench: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench() -> anyhow::Result<()> {
     let mut seconds = 60u64;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -168,6 +178,15 @@ fn run(bin_dir: &Path, node_exporter: &Path, work: &Path, seconds: u64) -> anyho
     }
     let ne_per_scrape = (cpu_seconds(ne.0.id())? - ne_before) / f64::from(scrapes);
     let collection = median(per_collection);
+    // The same, once a second as the agent runs: caches are cold each time.
+    let mut cold = Vec::new();
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_secs(1));
+        let start = process_cpu_now();
+        sampler.sample(&roots);
+        cold.push(process_cpu_now() - start);
+    }
+    let cold = median(cold);
     let mut costs: Vec<(&str, f64)> = Vec::new();
     for name in &names {
         let mut one = collectors::build(std::slice::from_ref(name), &Options::default());
@@ -191,6 +210,7 @@ fn run(bin_dir: &Path, node_exporter: &Path, work: &Path, seconds: u64) -> anyho
         collection * 1e3,
         ne_per_scrape * 1e3
     );
+    println!("| the same, one collection a second (cold caches) | {:.3} ms | - |", cold * 1e3);
     println!("| collectors | {} (the default set) | its default set |", names.join(", "));
     println!("| series | {} | - |", sample.values.len());
     println!(
@@ -293,6 +313,6 @@ fn run(bin_dir: &Path, node_exporter: &Path, work: &Path, seconds: u64) -> anyho
         println!("\nBoth targets met.");
         Ok(())
     } else {
-        bail!("{}", failed.join("; "))
+        bail!("target missed: {}", failed.join("; "))
     }
 }

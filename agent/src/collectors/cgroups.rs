@@ -182,12 +182,14 @@ pub struct Cgroups {
     parents: Vec<String>,
     told_absent: bool,
     files: FileCache,
+    /// The layout found under a sysfs root; it does not change while running.
+    layout: Option<(PathBuf, Option<Layout>)>,
 }
 
 impl Cgroups {
     /// A collector reporting the children of `parents` (e.g. `system.slice`).
     pub fn new(parents: Vec<String>) -> Self {
-        Cgroups { parents, told_absent: false, files: FileCache::default() }
+        Cgroups { parents, told_absent: false, files: FileCache::default(), layout: None }
     }
 }
 
@@ -197,7 +199,11 @@ impl Collector for Cgroups {
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-        let Some(layout) = detect(roots) else {
+        let base = roots.sys_path("fs/cgroup");
+        if self.layout.as_ref().is_none_or(|(b, _)| *b != base) {
+            self.layout = Some((base, detect(roots)));
+        }
+        let Some(layout) = self.layout.as_ref().and_then(|(_, l)| l.clone()) else {
             if !self.told_absent {
                 info!(path = %roots.sys_path("fs/cgroup").display(), "No cgroup hierarchy found; skipping cgroups.");
                 self.told_absent = true;

@@ -2,9 +2,12 @@
 //! time, context switches, forks, runnable and blocked processes. CPU
 //! percent is not computed here: the collector derives it from two
 //! consecutive counter values.
+//!
+//! Parsed directly (the file is read every second; procfs's parser builds
+//! more than this needs). Missing columns of older kernels read as zero
+//! time, as procfs and node_exporter do.
 
 use curvemon_protocol::Kind;
-use procfs::{CpuTime, FromBufReadSI, KernelStats};
 
 use super::{Collector, FamilySample, label};
 use crate::roots::{FileCache, ProcReadError, Roots};
@@ -13,22 +16,70 @@ use crate::roots::{FileCache, ProcReadError, Roots};
 #[derive(Debug, Default)]
 pub struct Cpu {
     files: FileCache,
+    /// "0", "1", ... kept so each sample does not format CPU numbers again.
+    cpu_names: Vec<String>,
 }
 
-/// node_exporter's modes for `node_cpu_seconds_total`. Guest time is already
-/// inside `user` and `nice`; it is reported again, apart, as
-/// `node_cpu_guest_seconds_total`, as node_exporter does.
-fn modes(time: &CpuTime) -> [(&'static str, u64); 8] {
-    [
-        ("user", time.user),
-        ("nice", time.nice),
-        ("system", time.system),
-        ("idle", time.idle),
-        ("iowait", time.iowait.unwrap_or(0)),
-        ("irq", time.irq.unwrap_or(0)),
-        ("softirq", time.softirq.unwrap_or(0)),
-        ("steal", time.steal.unwrap_or(0)),
-    ]
+/// node_exporter's modes for `node_cpu_seconds_total`, in `/proc/stat`
+/// column order. Guest time (columns 9 and 10) is already inside user and
+/// nice; it is reported again, apart, as `node_cpu_guest_seconds_total`.
+const MODES: [&str; 8] = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"];
+
+/// The numbers of one `/proc/stat` read.
+#[derive(Debug, Default, PartialEq)]
+pub struct Stat {
+    /// Per CPU: the ten time columns in ticks (absent ones are 0).
+    pub cpus: Vec<[u64; 10]>,
+    /// `intr` total.
+    pub interrupts: Option<u64>,
+    /// `ctxt`.
+    pub context_switches: u64,
+    /// `btime`.
+    pub boot_time: u64,
+    /// `processes` (forks since boot).
+    pub forks: u64,
+    /// `procs_running`.
+    pub running: Option<u64>,
+    /// `procs_blocked`.
+    pub blocked: Option<u64>,
+}
+
+/// Parses `/proc/stat`.
+///
+/// # Errors
+/// A field that is not a number, or no per-CPU line at all.
+pub fn parse(text: &str) -> Result<Stat, String> {
+    let mut stat = Stat::default();
+    let num = |key: &str, v: Option<&str>| -> Result<u64, String> {
+        v.ok_or_else(|| format!("{key}: no value"))?
+            .parse()
+            .map_err(|_| format!("{key}: not a number"))
+    };
+    for line in text.lines() {
+        let mut words = line.split_ascii_whitespace();
+        let Some(key) = words.next() else { continue };
+        match key {
+            "cpu" => {}
+            k if k.starts_with("cpu") => {
+                let mut times = [0u64; 10];
+                for (slot, word) in times.iter_mut().zip(words) {
+                    *slot = word.parse().map_err(|_| format!("{k}: {word:?} is not a number"))?;
+                }
+                stat.cpus.push(times);
+            }
+            "intr" => stat.interrupts = Some(num(key, words.next())?),
+            "ctxt" => stat.context_switches = num(key, words.next())?,
+            "btime" => stat.boot_time = num(key, words.next())?,
+            "processes" => stat.forks = num(key, words.next())?,
+            "procs_running" => stat.running = Some(num(key, words.next())?),
+            "procs_blocked" => stat.blocked = Some(num(key, words.next())?),
+            _ => {}
+        }
+    }
+    if stat.cpus.is_empty() {
+        return Err("no cpuN lines".into());
+    }
+    Ok(stat)
 }
 
 impl Collector for Cpu {
@@ -37,14 +88,13 @@ impl Collector for Cpu {
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-        // Read once, parse twice: procfs for the CPU lines, and the `intr`
-        // total that procfs does not expose.
         let path = roots.path("stat");
-        let text = self.files.read(path.clone())?;
-        let stat = KernelStats::from_buf_read(text.as_bytes(), roots.system_info())
-            .map_err(|source| ProcReadError { path, source })?;
+        let stat =
+            parse(self.files.read(path.clone())?).map_err(|e| ProcReadError::other(path, e))?;
         let ticks = roots.ticks_per_second() as f64;
-
+        while self.cpu_names.len() < stat.cpus.len() {
+            self.cpu_names.push(self.cpu_names.len().to_string());
+        }
         let mut seconds = FamilySample::new(
             "node_cpu_seconds_total",
             "Seconds the CPUs spent in each mode.",
@@ -55,27 +105,22 @@ impl Collector for Cpu {
             "Seconds the CPUs spent in guests (VMs) for each mode.",
             Kind::Counter,
         );
-        for (cpu, time) in stat.cpu_time.iter().enumerate() {
-            let cpu = cpu.to_string();
-            for (mode, value) in modes(time) {
+        seconds.series.reserve(stat.cpus.len() * MODES.len());
+        for (cpu, times) in self.cpu_names.iter().zip(&stat.cpus) {
+            for (mode, value) in MODES.iter().zip(times) {
                 seconds.push(
+                    vec![label("cpu", cpu.clone()), label("mode", *mode)],
+                    *value as f64 / ticks,
+                );
+            }
+            for (mode, value) in [("user", times[8]), ("nice", times[9])] {
+                guest.push(
                     vec![label("cpu", cpu.clone()), label("mode", mode)],
                     value as f64 / ticks,
                 );
             }
-            for (mode, value) in [("user", time.guest), ("nice", time.guest_nice)] {
-                guest.push(
-                    vec![label("cpu", cpu.clone()), label("mode", mode)],
-                    value.unwrap_or(0) as f64 / ticks,
-                );
-            }
         }
-        let interrupts = text
-            .lines()
-            .find_map(|l| l.strip_prefix("intr "))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .map_or(f64::NAN, |n| n as f64);
+        let opt = |v: Option<u64>| v.map_or(f64::NAN, |v| v as f64);
         Ok(vec![
             seconds,
             guest,
@@ -83,38 +128,59 @@ impl Collector for Cpu {
                 "node_intr_total",
                 "Total number of interrupts serviced.",
                 Kind::Counter,
-                interrupts,
+                opt(stat.interrupts),
             ),
             FamilySample::single(
                 "node_boot_time_seconds",
                 "Node boot time, in unixtime.",
                 Kind::Gauge,
-                stat.btime as f64,
+                stat.boot_time as f64,
             ),
             FamilySample::single(
                 "node_context_switches_total",
                 "Total number of context switches.",
                 Kind::Counter,
-                stat.ctxt as f64,
+                stat.context_switches as f64,
             ),
             FamilySample::single(
                 "node_forks_total",
                 "Total number of forks.",
                 Kind::Counter,
-                stat.processes as f64,
+                stat.forks as f64,
             ),
             FamilySample::single(
                 "node_procs_running",
                 "Number of processes in runnable state.",
                 Kind::Gauge,
-                stat.procs_running.map_or(f64::NAN, f64::from),
+                opt(stat.running),
             ),
             FamilySample::single(
                 "node_procs_blocked",
                 "Number of processes blocked waiting for I/O to complete.",
                 Kind::Gauge,
-                stat.procs_blocked.map_or(f64::NAN, f64::from),
+                opt(stat.blocked),
             ),
         ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_old_and_new_layouts() {
+        let stat = parse(
+            "cpu  1 2 3 4\ncpu0 10 20 30 40 5 6 7\nintr 99 1 2\nctxt 5\nbtime 7\nprocesses 8\n",
+        )
+        .unwrap();
+        assert_eq!(stat.cpus, vec![[10, 20, 30, 40, 5, 6, 7, 0, 0, 0]]);
+        assert_eq!(
+            (stat.interrupts, stat.context_switches, stat.boot_time, stat.forks),
+            (Some(99), 5, 7, 8)
+        );
+        assert_eq!((stat.running, stat.blocked), (None, None));
+        assert!(parse("cpu 1 2\n").unwrap_err().contains("no cpuN"));
+        assert!(parse("cpu0 1 x\n").unwrap_err().contains("not a number"));
     }
 }

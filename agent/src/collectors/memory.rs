@@ -1,8 +1,9 @@
 //! `/proc/meminfo`: the fields people chart, in bytes, under node_exporter's
 //! names (`node_memory_<Field>_bytes`; huge page counts have no unit).
+//! Parsed directly for just these fields; a field the kernel does not have
+//! (MemAvailable before 3.14) is NaN rather than a made-up zero.
 
 use curvemon_protocol::Kind;
-use procfs::Meminfo;
 
 use super::{Collector, FamilySample};
 use crate::roots::{FileCache, ProcReadError, Roots};
@@ -13,92 +14,76 @@ pub struct Memory {
     files: FileCache,
 }
 
+/// meminfo key, metric name, help.
+const FIELDS: [(&str, &str, &str); 18] = [
+    ("MemTotal", "node_memory_MemTotal_bytes", "Memory information field MemTotal_bytes."),
+    ("MemFree", "node_memory_MemFree_bytes", "Memory information field MemFree_bytes."),
+    (
+        "MemAvailable",
+        "node_memory_MemAvailable_bytes",
+        "Memory information field MemAvailable_bytes.",
+    ),
+    ("Buffers", "node_memory_Buffers_bytes", "Memory information field Buffers_bytes."),
+    ("Cached", "node_memory_Cached_bytes", "Memory information field Cached_bytes."),
+    ("SwapCached", "node_memory_SwapCached_bytes", "Memory information field SwapCached_bytes."),
+    ("Active", "node_memory_Active_bytes", "Memory information field Active_bytes."),
+    ("Inactive", "node_memory_Inactive_bytes", "Memory information field Inactive_bytes."),
+    ("SwapTotal", "node_memory_SwapTotal_bytes", "Memory information field SwapTotal_bytes."),
+    ("SwapFree", "node_memory_SwapFree_bytes", "Memory information field SwapFree_bytes."),
+    ("Dirty", "node_memory_Dirty_bytes", "Memory information field Dirty_bytes."),
+    ("Writeback", "node_memory_Writeback_bytes", "Memory information field Writeback_bytes."),
+    ("Shmem", "node_memory_Shmem_bytes", "Memory information field Shmem_bytes."),
+    ("Slab", "node_memory_Slab_bytes", "Memory information field Slab_bytes."),
+    (
+        "SReclaimable",
+        "node_memory_SReclaimable_bytes",
+        "Memory information field SReclaimable_bytes.",
+    ),
+    ("HugePages_Total", "node_memory_HugePages_Total", "Memory information field HugePages_Total."),
+    ("HugePages_Free", "node_memory_HugePages_Free", "Memory information field HugePages_Free."),
+    (
+        "Hugepagesize",
+        "node_memory_Hugepagesize_bytes",
+        "Memory information field Hugepagesize_bytes.",
+    ),
+];
+
+/// The value of each of [`FIELDS`] in `text`, in bytes (kB × 1024) or as a
+/// count where the line has no unit.
+///
+/// # Errors
+/// A selected field whose value is not a number.
+pub fn parse(text: &str) -> Result<[Option<f64>; FIELDS.len()], String> {
+    let mut values = [None; FIELDS.len()];
+    for line in text.lines() {
+        let Some((key, rest)) = line.split_once(':') else { continue };
+        let Some(i) = FIELDS.iter().position(|(k, _, _)| *k == key) else { continue };
+        let mut words = rest.split_ascii_whitespace();
+        let number: f64 =
+            words.next().and_then(|n| n.parse().ok()).ok_or_else(|| format!("{key}: {rest:?}"))?;
+        values[i] = Some(if words.next() == Some("kB") { number * 1024.0 } else { number });
+    }
+    Ok(values)
+}
+
 impl Collector for Memory {
     fn name(&self) -> &'static str {
         "memory"
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-        let m: Meminfo = self.files.parse(roots.path("meminfo"))?;
-        // Fields that older kernels lack are NaN rather than a made-up zero.
-        let opt = |v: Option<u64>| v.map_or(f64::NAN, |v| v as f64);
-        let fields: [(&'static str, &'static str, f64); 17] = [
-            (
-                "node_memory_MemTotal_bytes",
-                "Memory information field MemTotal_bytes.",
-                m.mem_total as f64,
-            ),
-            (
-                "node_memory_MemFree_bytes",
-                "Memory information field MemFree_bytes.",
-                m.mem_free as f64,
-            ),
-            (
-                "node_memory_MemAvailable_bytes",
-                "Memory information field MemAvailable_bytes.",
-                opt(m.mem_available),
-            ),
-            (
-                "node_memory_Buffers_bytes",
-                "Memory information field Buffers_bytes.",
-                m.buffers as f64,
-            ),
-            ("node_memory_Cached_bytes", "Memory information field Cached_bytes.", m.cached as f64),
-            (
-                "node_memory_SwapCached_bytes",
-                "Memory information field SwapCached_bytes.",
-                m.swap_cached as f64,
-            ),
-            ("node_memory_Active_bytes", "Memory information field Active_bytes.", m.active as f64),
-            (
-                "node_memory_Inactive_bytes",
-                "Memory information field Inactive_bytes.",
-                m.inactive as f64,
-            ),
-            (
-                "node_memory_SwapTotal_bytes",
-                "Memory information field SwapTotal_bytes.",
-                m.swap_total as f64,
-            ),
-            (
-                "node_memory_SwapFree_bytes",
-                "Memory information field SwapFree_bytes.",
-                m.swap_free as f64,
-            ),
-            ("node_memory_Dirty_bytes", "Memory information field Dirty_bytes.", m.dirty as f64),
-            (
-                "node_memory_Writeback_bytes",
-                "Memory information field Writeback_bytes.",
-                m.writeback as f64,
-            ),
-            ("node_memory_Shmem_bytes", "Memory information field Shmem_bytes.", opt(m.shmem)),
-            ("node_memory_Slab_bytes", "Memory information field Slab_bytes.", m.slab as f64),
-            (
-                "node_memory_SReclaimable_bytes",
-                "Memory information field SReclaimable_bytes.",
-                opt(m.s_reclaimable),
-            ),
-            (
-                "node_memory_HugePages_Total",
-                "Memory information field HugePages_Total.",
-                opt(m.hugepages_total),
-            ),
-            (
-                "node_memory_HugePages_Free",
-                "Memory information field HugePages_Free.",
-                opt(m.hugepages_free),
-            ),
-        ];
-        let mut out: Vec<FamilySample> = fields
-            .into_iter()
-            .map(|(name, help, value)| FamilySample::single(name, help, Kind::Gauge, value))
-            .collect();
-        out.push(FamilySample::single(
-            "node_memory_Hugepagesize_bytes",
-            "Memory information field Hugepagesize_bytes.",
-            Kind::Gauge,
-            opt(m.hugepagesize),
-        ));
-        Ok(out)
+        let path = roots.path("meminfo");
+        let values = parse(self.files.read(path.clone())?)
+            .map_err(|e| ProcReadError::other(path.clone(), e))?;
+        if values[0].is_none() {
+            return Err(ProcReadError::other(path, "no MemTotal"));
+        }
+        Ok(FIELDS
+            .iter()
+            .zip(values)
+            .map(|((_, name, help), value)| {
+                FamilySample::single(name, help, Kind::Gauge, value.unwrap_or(f64::NAN))
+            })
+            .collect())
     }
 }

@@ -31,6 +31,8 @@ fn fields() -> &'static Regex {
 pub struct Netstat {
     files: FileCache,
     selections: HashMap<String, Vec<(usize, String)>>,
+    /// snmp6 line names and what each became (`None`: not selected).
+    snmp6: HashMap<String, Option<String>>,
 }
 
 impl Netstat {
@@ -96,8 +98,21 @@ impl Collector for Netstat {
         self.paired(roots.path("net/netstat"), &mut stats)?;
         // IPv6 may be disabled: then snmp6 is absent, and that is fine.
         match self.files.read(roots.path("net/snmp6")) {
-            Ok(text) => stats
-                .extend(parse_snmp6(text).into_iter().filter(|(name, _)| fields().is_match(name))),
+            Ok(text) => {
+                for line in text.lines() {
+                    let mut parts = line.split_ascii_whitespace();
+                    let (Some(raw), Some(value)) = (parts.next(), parts.next()) else { continue };
+                    let selected = self.snmp6.entry(raw.to_string()).or_insert_with(|| {
+                        parse_snmp6(line)
+                            .pop()
+                            .map(|(name, _)| name)
+                            .filter(|name| fields().is_match(name))
+                    });
+                    if let (Some(name), Ok(value)) = (selected, value.parse::<f64>()) {
+                        stats.push((name.clone(), value));
+                    }
+                }
+            }
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }

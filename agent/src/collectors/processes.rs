@@ -3,7 +3,14 @@
 //! `/proc/loadavg` (its "runnable/total" field counts every kernel
 //! scheduling entity), limits from `/proc/sys/kernel/{pid_max,threads-max}`.
 //! This avoids reading every `/proc/[pid]/stat`, which is what makes
-//! node_exporter's `processes` collector expensive.
+//! node_exporter's `processes` collector expensive (and off by default).
+//!
+//! Listing /proc still costs about a microsecond per process in the kernel,
+//! the agent's most expensive read, so the process count is refreshed at
+//! most every [`PID_COUNT_EVERY`] and repeated in between; threads and
+//! limits are read every sample.
+
+use std::path::PathBuf;
 
 use curvemon_protocol::Kind;
 use procfs::LoadAverage;
@@ -15,6 +22,25 @@ use crate::roots::{FileCache, ProcReadError, Roots};
 #[derive(Debug, Default)]
 pub struct Processes {
     files: FileCache,
+    /// The last process count, when it was taken, and under which root.
+    pids: Option<(std::time::Instant, PathBuf, f64)>,
+}
+
+/// How long a process count is reused.
+pub const PID_COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn count_pids(root: &std::path::Path) -> Result<f64, ProcReadError> {
+    let entries = std::fs::read_dir(root)
+        .map_err(|e| ProcReadError { path: root.to_path_buf(), source: e.into() })?;
+    let pids = entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .count();
+    Ok(pids as f64)
 }
 
 impl Collector for Processes {
@@ -23,16 +49,19 @@ impl Collector for Processes {
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-        let entries = std::fs::read_dir(roots.root())
-            .map_err(|e| ProcReadError { path: roots.root().to_path_buf(), source: e.into() })?;
-        let pids = entries
-            .filter_map(Result::ok)
-            .filter(|e| {
-                e.file_name()
-                    .to_str()
-                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-            })
-            .count();
+        let now = std::time::Instant::now();
+        let pids = match &self.pids {
+            Some((at, root, count))
+                if root == roots.root() && now.duration_since(*at) < PID_COUNT_EVERY =>
+            {
+                *count
+            }
+            _ => {
+                let count = count_pids(roots.root())?;
+                self.pids = Some((now, roots.root().to_path_buf(), count));
+                count
+            }
+        };
         let load: LoadAverage = self.files.parse(roots.path("loadavg"))?;
         let max_processes = self.files.number(roots.path("sys/kernel/pid_max"))?;
         let max_threads = self.files.number(roots.path("sys/kernel/threads-max"))?;
@@ -41,7 +70,7 @@ impl Collector for Processes {
                 "node_processes_pids",
                 "Number of PIDs (processes).",
                 Kind::Gauge,
-                pids as f64,
+                pids,
             ),
             FamilySample::single(
                 "node_processes_threads",
