@@ -6,14 +6,18 @@
 #   curl: the demo waits for the collector's HTTP port with it.
 #   prometheus-node-exporter: the agreement test and the benchmark run it
 #     beside the agent; prometheus: its promtool checks /metrics.
+#   chromium, chromium-driver: the dashboard's browser test.
+#   nodejs, npm: install the dashboard's chart library (uPlot, pinned in
+#     collector/web/package-lock.json), which the collector embeds.
+curvemon_sudo=""
+[ "$(id -u)" -eq 0 ] || curvemon_sudo="sudo"
 curvemon_need=()
-for pkg in libzmq3-dev pkg-config systemd curl prometheus-node-exporter prometheus; do
+for pkg in libzmq3-dev pkg-config systemd curl prometheus-node-exporter prometheus chromium chromium-driver; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || curvemon_need+=("$pkg")
 done
 if [ ${#curvemon_need[@]} -gt 0 ]; then
-    echo "Installing ${curvemon_need[*]} ..." >&2
-    curvemon_sudo=""
-    [ "$(id -u)" -eq 0 ] || curvemon_sudo="sudo"
+        echo "Installing ${curvemon_need[*]} ..." >&2
+
     $curvemon_sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $curvemon_sudo apt-get install -y -qq "${curvemon_need[@]}" >/dev/null
 fi
@@ -21,3 +25,14 @@ if ! command -v cargo >/dev/null 2>&1; then
     [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust from https://rustup.rs" >&2; exit 1; }
+if ! command -v npm >/dev/null 2>&1; then
+    echo "Installing nodejs and npm ..." >&2
+    DEBIAN_FRONTEND=noninteractive $curvemon_sudo apt-get install -y -qq nodejs npm >/dev/null
+fi
+# The exact versions of the lock file, once per change of it.
+curvemon_web="$(dirname "${BASH_SOURCE[0]}")/../collector/web"
+if [ ! -f "$curvemon_web/node_modules/.package-lock.json" ] ||
+    ! cmp -s "$curvemon_web/package-lock.json" "$curvemon_web/node_modules/.curvemon-lock"; then
+    (cd "$curvemon_web" && npm ci --no-audit --no-fund --loglevel=error >/dev/null &&
+        cp package-lock.json node_modules/.curvemon-lock)
+fi

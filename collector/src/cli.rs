@@ -72,6 +72,13 @@ pub struct RunArgs {
     /// A host is down after this long without a message [default: 10 agent intervals].
     #[arg(long, env = "CURVEMON_DOWN_AFTER", value_parser = parse_duration, value_name = "DUR")]
     pub down_after: Option<Duration>,
+    /// History kept per host for the dashboard and the history API.
+    #[arg(long, env = "CURVEMON_RETENTION", default_value = "1h", value_parser = parse_duration)]
+    pub retention: Duration,
+    /// Events queued per live-stream (SSE) client; a client that falls this
+    /// far behind is disconnected (browsers reconnect and resume).
+    #[arg(long, env = "CURVEMON_STREAM_QUEUE", default_value_t = 256, value_name = "EVENTS")]
+    pub stream_queue: usize,
 }
 
 /// How log lines look.

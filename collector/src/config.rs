@@ -19,6 +19,10 @@ pub struct Config {
     pub ping_interval: Duration,
     /// Stale and down windows.
     pub liveness: Liveness,
+    /// History kept per host.
+    pub retention: Duration,
+    /// Events queued per live-stream client before it is dropped.
+    pub stream_queue: usize,
 }
 
 impl Config {
@@ -34,6 +38,14 @@ impl Config {
                 args.listen
             );
         }
+        if args.retention < Duration::from_secs(1)
+            || args.retention > Duration::from_secs(7 * 86400)
+        {
+            bail!("--retention {:?}: expected between 1s and 7d", args.retention);
+        }
+        if args.stream_queue == 0 {
+            bail!("--stream-queue must be at least 1");
+        }
         if args.ping_interval < Duration::from_millis(100) {
             bail!("--ping-interval {:?} is too short: at least 100ms", args.ping_interval);
         }
@@ -48,6 +60,8 @@ impl Config {
             http: args.http,
             ping_interval: args.ping_interval,
             liveness: Liveness { stale_after: args.stale_after, down_after: args.down_after },
+            retention: args.retention,
+            stream_queue: args.stream_queue,
         })
     }
 

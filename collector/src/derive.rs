@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 
 use curvemon_protocol::Schema;
+
+use crate::history::Point;
 use serde::Serialize;
 
 /// Where each family's values start in a metrics message, and the CPU
@@ -49,6 +51,67 @@ impl Layout {
             return None;
         }
         values.get(start).copied().filter(|v| v.is_finite())
+    }
+
+    /// The sum of every series of a family (all interfaces, all disks).
+    pub fn sum(&self, values: &[f64], name: &str) -> Option<f64> {
+        let (start, len) = *self.offsets.get(name)?;
+        let slice = values.get(start..start + len)?;
+        (!slice.is_empty()).then(|| slice.iter().filter(|v| v.is_finite()).sum())
+    }
+
+    /// The dashboard point for `current`, with rates from `previous` (the
+    /// agent's previous sample and when it was taken) when there is one.
+    pub fn point(
+        &self,
+        previous: Option<(u64, &[f64])>,
+        taken_at_ms: u64,
+        current: &[f64],
+    ) -> Point {
+        let nan = f32::NAN;
+        let f = |v: Option<f64>| v.map_or(nan, |v| v as f32);
+        let scalar = |name| self.scalar(current, name);
+        let (cpu, cores) = previous
+            .and_then(|(_, prev)| self.cpu_percent(prev, current))
+            .map_or((None, Vec::new()), |(all, cores)| (Some(all), cores));
+        let seconds = previous
+            .map(|(t, _)| taken_at_ms.saturating_sub(t) as f64 / 1000.0)
+            .filter(|s| *s > 0.0);
+        let rate = |name: &str| -> Option<f64> {
+            let (_, prev) = previous?;
+            let delta = self.sum(current, name)? - self.sum(prev, name)?;
+            Some(delta.max(0.0) / seconds?)
+        };
+        let total = scalar("node_memory_MemTotal_bytes");
+        let available = scalar("node_memory_MemAvailable_bytes");
+        let cached = match (scalar("node_memory_Cached_bytes"), scalar("node_memory_Buffers_bytes"))
+        {
+            (Some(c), Some(b)) => Some(c + b),
+            (c, b) => c.or(b),
+        };
+        let swap_used =
+            match (scalar("node_memory_SwapTotal_bytes"), scalar("node_memory_SwapFree_bytes")) {
+                (Some(t), Some(f)) => Some(t - f),
+                _ => None,
+            };
+        Point {
+            t_ms: taken_at_ms,
+            fields: [
+                f(cpu),
+                f(total.zip(available).map(|(t, a)| t - a)),
+                f(cached),
+                f(available),
+                f(swap_used),
+                f(scalar("node_load1")),
+                f(scalar("node_load5")),
+                f(scalar("node_load15")),
+                f(rate("node_network_receive_bytes_total")),
+                f(rate("node_network_transmit_bytes_total")),
+                f(rate("node_disk_read_bytes_total")),
+                f(rate("node_disk_written_bytes_total")),
+            ],
+            cores: cores.into_iter().map(|c| c as f32).collect(),
+        }
     }
 
     /// Busy percent per core and overall, from two samples of
@@ -156,6 +219,28 @@ mod tests {
         assert_eq!(layout.scalar(&after, "node_load1"), Some(0.7));
         assert_eq!(layout.scalar(&after, "node_load5"), None);
         assert_eq!(layout.cpu_percent(&after, &after), None, "no time passed");
+        let point = layout.point(Some((1_000, &before)), 3_000, &after);
+        assert_eq!(point.fields[0], 70.0);
+        assert_eq!(&point.cores[..], &[40.0, 100.0]);
+        assert_eq!(point.fields[5] as f64, 0.7f32 as f64, "load1");
+        assert!(point.fields[8].is_nan(), "no network family in this schema");
+        assert!(
+            layout.point(None, 3_000, &after).fields[0].is_nan(),
+            "no rate without a previous sample"
+        );
+    }
+
+    #[test]
+    fn rates_from_summed_counters() {
+        let schema = Schema::new(vec![Family {
+            name: "node_network_receive_bytes_total".into(),
+            help: String::new(),
+            kind: Kind::Counter,
+            series: vec![vec![Label::new("device", "eth0")], vec![Label::new("device", "eth1")]],
+        }]);
+        let layout = Layout::new(&schema);
+        let point = layout.point(Some((10_000, &[100.0, 50.0])), 12_000, &[1100.0, 250.0]);
+        assert_eq!(point.fields[8], 600.0, "(1000 + 200) bytes over 2 s");
     }
 
     #[test]

@@ -186,8 +186,50 @@ fn collector_series(stats: &StatsSnapshot, registry: &Registry, out: &mut Famili
     }
 }
 
+/// The live streams' numbers, for [`gather`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StreamStats {
+    /// Connected stream clients.
+    pub clients: usize,
+    /// Events published.
+    pub published: u64,
+    /// Clients dropped for falling behind.
+    pub dropped: u64,
+}
+
+fn delay_histogram(registry: &Registry) -> MetricFamily {
+    let h = &registry.ingest_delay;
+    let mut hist = prometheus::proto::Histogram::default();
+    hist.set_sample_count(h.count);
+    hist.set_sample_sum(h.sum);
+    let buckets = crate::registry::DELAY_BUCKETS
+        .iter()
+        .zip(h.buckets)
+        .map(|(bound, count)| {
+            let mut b = prometheus::proto::Bucket::default();
+            b.set_upper_bound(*bound);
+            b.set_cumulative_count(count);
+            b
+        })
+        .collect();
+    hist.set_bucket(buckets);
+    let mut metric = Metric::default();
+    metric.set_histogram(hist);
+    let mut f = family(
+        "curvemon_collector_ingest_delay_seconds",
+        "From a sample being taken on the agent to the collector applying it (includes clock skew).",
+        MetricType::HISTOGRAM,
+    );
+    f.mut_metric().push(metric);
+    f
+}
+
 /// Builds every metric family for one scrape.
-pub fn gather(registry: &Registry, stats: &StatsSnapshot) -> Vec<MetricFamily> {
+pub fn gather(
+    registry: &Registry,
+    stats: &StatsSnapshot,
+    streams: StreamStats,
+) -> Vec<MetricFamily> {
     let mut out = Families::default();
     let mut hosts: Vec<&Host> = registry.hosts().filter(|h| h.hostname.is_some()).collect();
     hosts.sort_by(|a, b| a.hostname.cmp(&b.hostname));
@@ -235,14 +277,44 @@ pub fn gather(registry: &Registry, stats: &StatsSnapshot) -> Vec<MetricFamily> {
         host_series(host, name, &mut out);
     }
     collector_series(stats, registry, &mut out);
-    out.0.into_values().collect()
+    out.add(
+        "curvemon_collector_stream_clients",
+        "Connected live-stream (SSE) clients.",
+        g,
+        vec![],
+        streams.clients as f64,
+    );
+    let c = MetricType::COUNTER;
+    out.add(
+        "curvemon_collector_stream_events_total",
+        "Events published to live streams.",
+        c,
+        vec![],
+        streams.published as f64,
+    );
+    out.add(
+        "curvemon_collector_stream_clients_dropped_total",
+        "Stream clients disconnected because they fell behind.",
+        c,
+        vec![],
+        streams.dropped as f64,
+    );
+    let mut families: Vec<MetricFamily> = out.0.into_values().collect();
+    if registry.ingest_delay.count > 0 {
+        families.push(delay_histogram(registry));
+    }
+    families
 }
 
 /// The text exposition of [`gather`].
 ///
 /// # Errors
 /// The encoder's, for names or labels Prometheus cannot represent.
-pub fn render(registry: &Registry, stats: &StatsSnapshot) -> Result<String, prometheus::Error> {
-    let families = gather(registry, stats);
+pub fn render(
+    registry: &Registry,
+    stats: &StatsSnapshot,
+    streams: StreamStats,
+) -> Result<String, prometheus::Error> {
+    let families = gather(registry, stats, streams);
     prometheus::TextEncoder::new().encode_to_string(&families)
 }

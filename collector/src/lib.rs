@@ -18,10 +18,13 @@ pub mod cli;
 pub mod config;
 pub mod derive;
 pub mod exposition;
+pub mod history;
 pub mod http;
 pub mod registry;
 pub mod router;
 pub mod stats;
+pub mod stream;
+pub mod view;
 
 use std::sync::{
     Arc, Mutex, RwLock,
@@ -34,6 +37,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 pub use config::Config;
+
+/// Send buffer of each HTTP connection (the kernel doubles it).
+const HTTP_SEND_BUFFER: usize = 64 * 1024;
 
 /// Runs the collector until `shutdown` is cancelled.
 ///
@@ -65,8 +71,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let (socket, monitor) = router::bind(&ctx, &identity.pair, &config.listen)?;
     info!(public_key = %identity.pair.public, "Collector key (agents need {}).", config.keys_dir.join("collector.key").display());
 
-    let registry = Arc::new(Mutex::new(registry::Registry::new(config.liveness)));
+    let registry = Arc::new(Mutex::new(registry::Registry::new(config.liveness, config.retention)));
     let stats = Arc::new(stats::Stats::default());
+    let hub = Arc::new(stream::Hub::new(config.stream_queue));
     let stop = Arc::new(AtomicBool::new(false));
 
     let zap_thread = {
@@ -84,6 +91,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             stats: Arc::clone(&stats),
             ping_interval: config.ping_interval,
             failure_log: router::LogLimit::default(),
+            hub: Arc::clone(&hub),
         };
         let (stop, shutdown) = (Arc::clone(&stop), shutdown.clone());
         std::thread::Builder::new().name("router".into()).spawn(move || {
@@ -99,7 +107,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tokio::spawn(reload_on_sighup(Arc::clone(&allowlist), allow_dir, shutdown.clone()));
 
     info!(url = %format!("http://{http_addr}/"), "Serving the API and page.");
-    let app = http::app(http::AppState { registry, stats });
+    let app = http::app(http::AppState { registry, stats, hub, shutdown: shutdown.clone() });
+    // A fixed send buffer per HTTP connection: Linux would otherwise grow it
+    // toward 4 MiB for a live-stream client that stopped reading, before the
+    // stream's own bounded queue could notice and drop it.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = rustix::net::sockopt::set_socket_send_buffer_size(&*tcp, HTTP_SEND_BUFFER);
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await

@@ -20,9 +20,12 @@ use std::{
 use curvemon_keys::PublicKey;
 use curvemon_protocol::{Bye, Hello, Message, Metrics, Model, Reject, RejectReason, Schema};
 use serde::Serialize;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use crate::derive::{Latest, Layout};
+use crate::{
+    derive::{Latest, Layout},
+    history::History,
+};
 
 /// Transitions kept per host.
 const TRANSITIONS_KEPT: usize = 32;
@@ -85,6 +88,44 @@ pub struct Transition {
     pub to: State,
     /// Why, in words.
     pub reason: String,
+}
+
+/// What changed, for the live streams: the router turns these into events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// New values for the host with this id.
+    Sample(String),
+    /// The host with this id appeared or changed liveness.
+    State(String),
+}
+
+/// Seconds from a sample being taken on the agent to the collector applying
+/// it, as a Prometheus histogram (clock skew between hosts shows here too).
+#[derive(Debug, Clone, Default)]
+pub struct DelayHistogram {
+    /// Cumulative counts per bucket of [`DELAY_BUCKETS`].
+    pub buckets: [u64; DELAY_BUCKETS.len()],
+    /// Sum of all observations, seconds.
+    pub sum: f64,
+    /// Number of observations.
+    pub count: u64,
+}
+
+/// Upper bounds of the ingest delay buckets, seconds.
+pub const DELAY_BUCKETS: [f64; 12] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+impl DelayHistogram {
+    /// Records one delay.
+    pub fn observe(&mut self, seconds: f64) {
+        for (bucket, bound) in self.buckets.iter_mut().zip(DELAY_BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
 }
 
 /// The stale and down windows; `None` means "a multiple of the agent's interval".
@@ -153,6 +194,10 @@ pub struct Host {
     last_seq: Option<u64>,
     /// Metrics messages that never arrived (sequence gaps).
     pub missed: u64,
+    /// Recent dashboard points.
+    pub history: History,
+    /// When the values in `values` were taken, Unix milliseconds.
+    last_taken_ms: Option<u64>,
     model_requested_at: Option<Instant>,
 }
 
@@ -177,6 +222,8 @@ impl Host {
             pending: None,
             last_seq: None,
             missed: 0,
+            history: History::new(1),
+            last_taken_ms: None,
             model_requested_at: None,
         };
         host.transitions.push_back(Transition {
@@ -198,10 +245,11 @@ impl Host {
         self.hostname.clone().unwrap_or_else(|| self.key.to_z85())
     }
 
-    fn set_state(&mut self, to: State, reason: String, now: Now) {
+    fn set_state(&mut self, to: State, reason: String, now: Now, outbox: &mut Vec<Change>) {
         if self.state == to {
             return;
         }
+        outbox.push(Change::State(self.id.clone()));
         let from = self.state;
         self.state = to;
         info!(host = %self.label(), %from, %to, %reason, "Host changed state.");
@@ -211,13 +259,13 @@ impl Host {
         }
     }
 
-    fn seen(&mut self, peer: &Peer, now: Now) {
+    fn seen(&mut self, peer: &Peer, now: Now, outbox: &mut Vec<Change>) {
         self.last_seen = now.mono;
         self.last_seen_wall = now.wall;
         self.routing_id.clone_from(&peer.routing_id);
         self.address.clone_from(&peer.address);
         if self.state != State::Up {
-            self.set_state(State::Up, "heard from the agent again".into(), now);
+            self.set_state(State::Up, "heard from the agent again".into(), now, outbox);
         }
     }
 
@@ -252,14 +300,33 @@ pub struct RegistryCounters {
 pub struct Registry {
     hosts: HashMap<PublicKey, Host>,
     liveness: Liveness,
+    retention: Duration,
+    outbox: Vec<Change>,
     /// Survivable oddities, counted.
     pub counters: RegistryCounters,
+    /// Agent-to-collector delay of applied samples.
+    pub ingest_delay: DelayHistogram,
 }
 
+/// History kept per host unless `--retention` says otherwise.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
+
 impl Registry {
-    /// An empty registry with these windows.
-    pub fn new(liveness: Liveness) -> Self {
-        Registry { hosts: HashMap::new(), liveness, counters: RegistryCounters::default() }
+    /// An empty registry with these windows, keeping `retention` of history.
+    pub fn new(liveness: Liveness, retention: Duration) -> Self {
+        Registry {
+            hosts: HashMap::new(),
+            liveness,
+            retention,
+            outbox: Vec::new(),
+            counters: RegistryCounters::default(),
+            ingest_delay: DelayHistogram::default(),
+        }
+    }
+
+    /// The changes since the last call, for the live streams.
+    pub fn drain_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.outbox)
     }
 
     /// All hosts, in no particular order.
@@ -340,31 +407,41 @@ impl Registry {
     /// the map rather than `self` so callers can still count in `self.counters`.
     fn host_mut<'a>(
         hosts: &'a mut HashMap<PublicKey, Host>,
+        outbox: &mut Vec<Change>,
         peer: &Peer,
         now: Now,
     ) -> &'a mut Host {
-        let host = hosts.entry(peer.key).or_insert_with(|| Host::new(peer, now));
-        host.seen(peer, now);
+        let host = hosts.entry(peer.key).or_insert_with(|| {
+            let host = Host::new(peer, now);
+            outbox.push(Change::State(host.id.clone()));
+            host
+        });
+        host.seen(peer, now, outbox);
         host
     }
 
     fn on_hello(&mut self, peer: &Peer, hello: Hello, now: Now) -> Vec<Message> {
+        let retention = self.retention;
         if let Err(reject) = self.claim_name(peer, &hello.hostname, now) {
             return vec![Message::Reject(reject)];
         }
-        let host = Self::host_mut(&mut self.hosts, peer, now);
+        let host = Self::host_mut(&mut self.hosts, &mut self.outbox, peer, now);
         info!(host = %hello.hostname, peer = %peer.address, agent_version = %hello.agent_version, "Agent said hello.");
         host.hostname = Some(hello.hostname.clone());
         host.interval = Duration::from_millis(u64::from(hello.interval_ms.max(1)));
+        let capacity = history_capacity(retention, host.interval);
+        host.history.set_capacity(capacity);
         host.hello = Some(hello);
         // A new agent process: its sequence numbers and counters start over.
         host.last_seq = None;
         host.values = None;
-        host.model_requested_at = None;
+        // Its first sample may have arrived before this hello (the agent
+        // says hello once the handshake completes) and asked already.
         host.request_model(now).into_iter().collect()
     }
 
     fn on_model(&mut self, peer: &Peer, model: Model, now: Now) -> Vec<Message> {
+        let retention = self.retention;
         if let Err(reject) = self.claim_name(peer, &model.hostname, now) {
             return vec![Message::Reject(reject)];
         }
@@ -374,26 +451,43 @@ impl Registry {
             warn!(peer = %peer.address, key = %peer.key, claimed = model.schema.revision, computed, "Ignoring a model whose schema revision does not match its content.");
             return Vec::new();
         }
-        let host = Self::host_mut(&mut self.hosts, peer, now);
-        if host.model.is_none() {
-            info!(host = %model.hostname, series = model.schema.series_count(), "Received the host model.");
+        let host = Self::host_mut(&mut self.hosts, &mut self.outbox, peer, now);
+        match &host.model {
+            None => {
+                info!(host = %model.hostname, series = model.schema.series_count(), "Received the host model.")
+            }
+            Some(old) if old.schema.revision != model.schema.revision => info!(
+                host = %model.hostname,
+                series = model.schema.series_count(),
+                was = old.schema.series_count(),
+                "The host's metric schema changed (a disk, mount or interface came or went)."
+            ),
+            Some(_) => debug!(host = %model.hostname, "Received the host model again."),
         }
-        host.layout = Layout::new(&model.schema);
+        // The same schema again (answering a second request) changes no
+        // layout: keep the previous values, or the next CPU percent is lost.
+        let same_schema =
+            host.model.as_ref().is_some_and(|m| m.schema.revision == model.schema.revision);
+        if !same_schema {
+            host.layout = Layout::new(&model.schema);
+            host.values = None;
+        }
         host.hostname = Some(model.hostname.clone());
         host.interval = Duration::from_millis(u64::from(model.interval_ms.max(1)));
-        host.values = None;
+        let capacity = history_capacity(retention, host.interval);
+        host.history.set_capacity(capacity);
         let revision = model.schema.revision;
         host.model = Some(model);
         match host.pending.take() {
             Some(pending) if pending.schema_revision == revision => {
-                Self::apply_metrics(host, pending, &mut self.counters, now)
+                self.apply(peer.key, pending, now)
             }
             _ => Vec::new(),
         }
     }
 
     fn on_metrics(&mut self, peer: &Peer, metrics: Metrics, now: Now) -> Vec<Message> {
-        let host = Self::host_mut(&mut self.hosts, peer, now);
+        let host = Self::host_mut(&mut self.hosts, &mut self.outbox, peer, now);
         let known =
             host.model.as_ref().is_some_and(|m| m.schema.revision == metrics.schema_revision);
         if !known {
@@ -403,7 +497,19 @@ impl Registry {
             host.pending = Some(metrics);
             return host.request_model(now).into_iter().collect();
         }
-        Self::apply_metrics(host, metrics, &mut self.counters, now)
+        self.apply(peer.key, metrics, now)
+    }
+
+    fn apply(&mut self, key: PublicKey, metrics: Metrics, now: Now) -> Vec<Message> {
+        let Some(host) = self.hosts.get_mut(&key) else { return Vec::new() };
+        let taken = SystemTime::UNIX_EPOCH + Duration::from_millis(metrics.taken_at_ms);
+        let delay = now.wall.duration_since(taken).map_or(0.0, |d| d.as_secs_f64());
+        let replies = Self::apply_metrics(host, metrics, &mut self.counters, now);
+        if replies.is_empty() {
+            self.ingest_delay.observe(delay);
+            self.outbox.push(Change::Sample(host.id.clone()));
+        }
+        replies
     }
 
     fn apply_metrics(
@@ -426,6 +532,10 @@ impl Registry {
             _ => {}
         }
         host.last_seq = Some(metrics.seq);
+        let previous = host.values.as_deref().zip(host.last_taken_ms).map(|(v, t)| (t, v));
+        let point = host.layout.point(previous, metrics.taken_at_ms, &metrics.values);
+        host.history.push(point);
+        host.last_taken_ms = Some(metrics.taken_at_ms);
         let (cpu_percent, cpu_percent_per_core) = host
             .values
             .as_deref()
@@ -455,7 +565,12 @@ impl Registry {
         if let Some(host) = self.hosts.get_mut(&peer.key) {
             host.last_seen = now.mono;
             host.last_seen_wall = now.wall;
-            host.set_state(State::Down, format!("agent said bye: {}", bye.reason), now);
+            host.set_state(
+                State::Down,
+                format!("agent said bye: {}", bye.reason),
+                now,
+                &mut self.outbox,
+            );
         }
     }
 
@@ -471,10 +586,10 @@ impl Registry {
             let words =
                 || format!("no message for {}", humantime::format_duration(round_secs(silent)));
             if silent >= down {
-                host.set_state(State::Down, words(), now);
+                host.set_state(State::Down, words(), now, &mut self.outbox);
                 changed += 1;
             } else if silent >= stale && host.state == State::Up {
-                host.set_state(State::Stale, words(), now);
+                host.set_state(State::Stale, words(), now, &mut self.outbox);
                 changed += 1;
             }
         }
@@ -494,6 +609,11 @@ impl Registry {
             .map(|h| h.routing_id.clone())
             .collect()
     }
+}
+
+/// History points for a host sampling every `interval`.
+fn history_capacity(retention: Duration, interval: Duration) -> usize {
+    (retention.as_secs_f64() / interval.as_secs_f64().max(0.001)).ceil() as usize
 }
 
 fn round_secs(d: Duration) -> Duration {
@@ -565,7 +685,7 @@ mod tests {
 
     #[test]
     fn hello_model_metrics_then_stale_then_down() {
-        let mut reg = Registry::new(Liveness::default());
+        let mut reg = Registry::new(Liveness::default(), DEFAULT_RETENTION);
         let t0 = Now::current();
         let p = peer(1);
         assert_eq!(reg.on_message(&p, hello("web"), t0), vec![Message::ModelRequest]);
@@ -608,7 +728,7 @@ mod tests {
 
     #[test]
     fn bye_is_down_at_once_with_reason() {
-        let mut reg = Registry::new(Liveness::default());
+        let mut reg = Registry::new(Liveness::default(), DEFAULT_RETENTION);
         let t0 = Now::current();
         let p = peer(1);
         reg.on_message(&p, hello("web"), t0);
@@ -622,7 +742,7 @@ mod tests {
     #[test]
     fn metrics_from_a_stranger_ask_for_the_model_once_per_gap() {
         // What a restarted collector sees: no hello, just metrics.
-        let mut reg = Registry::new(Liveness::default());
+        let mut reg = Registry::new(Liveness::default(), DEFAULT_RETENTION);
         let t0 = Now::current();
         let p = peer(7);
         assert_eq!(reg.on_message(&p, metrics(40, 1, vec![1.0]), t0), vec![Message::ModelRequest]);
@@ -648,7 +768,7 @@ mod tests {
 
     #[test]
     fn a_name_belongs_to_one_live_key() {
-        let mut reg = Registry::new(Liveness::default());
+        let mut reg = Registry::new(Liveness::default(), DEFAULT_RETENTION);
         let t0 = Now::current();
         let (a, b) = (peer(1), peer(2));
         reg.on_message(&a, hello("web"), t0);
@@ -669,8 +789,36 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_model_keeps_the_rates_going() {
+        let mut reg = Registry::new(Liveness::default(), DEFAULT_RETENTION);
+        let t0 = Now::current();
+        let p = peer(1);
+        // The first sample can overtake the hello: only one model request.
+        let m = model("web");
+        let rev = m.schema.revision;
+        assert_eq!(
+            reg.on_message(&p, metrics(1, rev, vec![1.0, 1.0, 1.0]), t0),
+            vec![Message::ModelRequest]
+        );
+        assert!(
+            reg.on_message(&p, hello("web"), t0).is_empty(),
+            "no second request right after the first"
+        );
+        reg.on_message(&p, Message::Model(m.clone()), t0);
+        reg.on_message(&p, metrics(2, rev, vec![1.0, 2.0, 2.0]), t0.after(Duration::from_secs(1)));
+        reg.on_message(&p, Message::Model(m), t0.after(Duration::from_secs(1)));
+        reg.on_message(&p, metrics(3, rev, vec![1.0, 3.0, 3.0]), t0.after(Duration::from_secs(2)));
+        let latest = reg.get(&p.key).unwrap().latest.clone().unwrap();
+        assert_eq!(
+            (latest.seq, latest.cpu_percent),
+            (3, Some(50.0)),
+            "CPU percent survives the repeated model"
+        );
+    }
+
+    #[test]
     fn counts_gaps_and_refuses_inconsistent_data() {
-        let mut reg = Registry::new(Liveness::default());
+        let mut reg = Registry::new(Liveness::default(), DEFAULT_RETENTION);
         let t0 = Now::current();
         let p = peer(1);
         reg.on_message(&p, hello("web"), t0);

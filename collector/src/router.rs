@@ -26,6 +26,8 @@ use tracing::{debug, error, info, warn};
 use crate::{
     registry::{Now, Peer, Registry},
     stats::Stats,
+    stream::Hub,
+    view::EventData,
 };
 
 /// How often silent hosts are checked.
@@ -45,6 +47,8 @@ pub struct Router {
     pub ping_interval: Duration,
     /// Rate limit for handshake-failure warnings.
     pub failure_log: LogLimit,
+    /// Where live events go.
+    pub hub: Arc<Hub>,
 }
 
 /// At most one log line per period, counting what it held back.
@@ -100,7 +104,12 @@ impl Router {
             }
             let now = Instant::now();
             if now >= next_sweep {
-                self.lock().sweep(Now::current());
+                let events = {
+                    let mut reg = self.lock();
+                    reg.sweep(Now::current());
+                    take_events(&mut reg)
+                };
+                self.publish(events);
                 next_sweep = now + SWEEP_EVERY;
             }
             if now >= next_ping {
@@ -152,7 +161,12 @@ impl Router {
         let peer = Peer { key, routing_id: routing.to_vec(), address };
         match codec::decode(&payload) {
             Ok(message) => {
-                let replies = self.lock().on_message(&peer, message, Now::current());
+                let (replies, events) = {
+                    let mut reg = self.lock();
+                    let replies = reg.on_message(&peer, message, Now::current());
+                    (replies, take_events(&mut reg))
+                };
+                self.publish(events);
                 for reply in replies {
                     self.send(&peer.routing_id, &reply);
                 }
@@ -176,6 +190,12 @@ impl Router {
             }
         }
         Ok(true)
+    }
+
+    fn publish(&self, events: Vec<EventData>) {
+        for event in events {
+            self.hub.publish(event);
+        }
     }
 
     fn send(&self, routing_id: &[u8], message: &Message) {
@@ -225,6 +245,13 @@ impl Router {
             _ => {}
         }
     }
+}
+
+/// The registry's changes as stream events (built under its lock, published
+/// after it is released).
+fn take_events(registry: &mut Registry) -> Vec<EventData> {
+    let changes = registry.drain_changes();
+    changes.iter().filter_map(|change| crate::view::event(registry, change)).collect()
 }
 
 /// Creates, configures and binds the ROUTER. The ZAP handler must already be

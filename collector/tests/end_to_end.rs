@@ -61,7 +61,13 @@ fn handshake_model_and_metrics_flow() {
     assert_eq!(common::http_get(fleet.http_port, "/api/hosts/nope").unwrap().0, 404);
     let (status, page) = common::http_get(fleet.http_port, "/").unwrap();
     assert_eq!(status, 200);
-    assert!(page.contains("/api/hosts"));
+    assert!(page.contains("/assets/app.js") && page.contains("/assets/uplot.js"), "{page}");
+    let (status, script) = common::http_get(fleet.http_port, "/assets/app.js").unwrap();
+    assert_eq!(status, 200);
+    assert!(script.contains("/api/stream") && script.contains("/api/hosts"));
+    assert_eq!(common::http_get(fleet.http_port, "/assets/nothing.js").unwrap().0, 404);
+    let head = common::http_head(fleet.http_port, "/");
+    assert!(head.contains("content-security-policy: default-src 'self'"), "{head}");
 }
 
 #[test]

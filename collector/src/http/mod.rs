@@ -2,15 +2,14 @@
 //! that tests and `main` serve the same router.
 
 mod api;
+mod live;
 mod page;
 
 use std::sync::{Arc, Mutex};
 
 use axum::{Router, routing::get};
 
-use crate::{registry::Registry, stats::Stats};
-
-pub use api::{HostView, ModelView, TransitionView};
+use crate::{registry::Registry, stats::Stats, stream::Hub};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -19,6 +18,10 @@ pub struct AppState {
     pub registry: Arc<Mutex<Registry>>,
     /// The socket counters.
     pub stats: Arc<Stats>,
+    /// Live events for the streams.
+    pub hub: Arc<Hub>,
+    /// Ends the streams on shutdown (they would hold graceful shutdown open).
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// The collector's routes.
@@ -28,6 +31,10 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/api/hosts", get(api::hosts))
         .route("/api/hosts/{id}", get(api::host))
+        .route("/api/hosts/{id}/history", get(live::history))
+        .route("/api/hosts/{id}/stream", get(live::host_stream))
+        .route("/api/stream", get(live::fleet_stream))
+        .route("/assets/{file}", get(page::asset))
         .route("/api/stats", get(api::stats))
         .route("/metrics", get(api::metrics))
         .with_state(state)

@@ -70,7 +70,10 @@ impl Proc {
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(bin)
             .args(args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("CURVEMON_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
@@ -110,7 +113,7 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("CURVEMON_TEST_LOGS").is_some() {
             eprintln!("---- {} log ({}) ----\n{}", self.name, self.log.display(), self.log());
         }
     }
@@ -231,6 +234,15 @@ impl Fleet {
     }
 }
 
+/// The status line and headers of a GET, lowercased.
+pub fn http_head(port: u16, path: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.split("\r\n\r\n").next().unwrap_or("").to_lowercase()
+}
+
 /// A one-shot HTTP/1.1 GET; `None` if nothing listens.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -332,4 +344,96 @@ fn parse_sample(line: &str) -> Result<(SeriesKey, f64), String> {
         v => v.parse().map_err(|_| format!("bad value {v:?}"))?,
     };
     Ok(((name, labels), value))
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub id: Option<u64>,
+    pub event: String,
+    pub data: String,
+}
+
+/// A minimal SSE client over HTTP/1.0 (so the body is not chunked).
+pub struct SseClient {
+    reader: std::io::BufReader<TcpStream>,
+}
+
+impl SseClient {
+    pub fn connect(port: u16, path: &str, last_event_id: Option<u64>) -> SseClient {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let resume = last_event_id.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
+        write!(stream, "GET {path} HTTP/1.0\r\nAccept: text/event-stream\r\n{resume}\r\n").unwrap();
+        let mut client = SseClient { reader: std::io::BufReader::new(stream) };
+        let status = client.line(Duration::from_secs(10)).expect("a status line");
+        assert!(status.contains(" 200 "), "{path}: {status}");
+        while client.line(Duration::from_secs(10)).is_some_and(|l| !l.is_empty()) {}
+        client
+    }
+
+    fn line(&mut self, limit: Duration) -> Option<String> {
+        use std::io::BufRead;
+        let deadline = Instant::now() + limit;
+        let mut line = String::new();
+        loop {
+            match self.reader.read_line(&mut line) {
+                Ok(0) => return None,
+                Ok(_) if line.ends_with('\n') => {
+                    return Some(line.trim_end_matches(['\r', '\n']).to_string());
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if Instant::now() > deadline {
+                        return None;
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next event (comments and retry lines skipped), or `None` after
+    /// `limit` or when the server closed the stream.
+    pub fn next(&mut self, limit: Duration) -> Option<SseEvent> {
+        let deadline = Instant::now() + limit;
+        let mut event = SseEvent { id: None, event: "message".into(), data: String::new() };
+        let mut seen_field = false;
+        loop {
+            let line = self.line(deadline.saturating_duration_since(Instant::now()))?;
+            if line.is_empty() {
+                if seen_field && !event.data.is_empty() {
+                    return Some(event);
+                }
+                seen_field = false;
+                continue;
+            }
+            if let Some(v) = line.strip_prefix("id:") {
+                event.id = v.trim().parse().ok();
+                seen_field = true;
+            } else if let Some(v) = line.strip_prefix("event:") {
+                event.event = v.trim().to_string();
+                seen_field = true;
+            } else if let Some(v) = line.strip_prefix("data:") {
+                event.data.push_str(v.trim_start());
+                seen_field = true;
+            }
+        }
+    }
+
+    /// The next event of kind `kind`.
+    pub fn next_of(&mut self, kind: &str, limit: Duration) -> Option<SseEvent> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let event = self.next(deadline.saturating_duration_since(Instant::now()))?;
+            if event.event == kind {
+                return Some(event);
+            }
+        }
+    }
 }
