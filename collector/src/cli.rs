@@ -72,6 +72,17 @@ pub struct RunArgs {
     /// A host is down after this long without a message [default: 10 agent intervals].
     #[arg(long, env = "CURVEMON_DOWN_AFTER", value_parser = parse_duration, value_name = "DUR")]
     pub down_after: Option<Duration>,
+    /// File holding the API token (one line, mode 0600). Required when
+    /// --http is not a loopback address.
+    #[arg(long, env = "CURVEMON_HTTP_TOKEN_FILE", value_name = "FILE")]
+    pub http_token_file: Option<std::path::PathBuf>,
+    /// Serve a non-loopback --http without a token (anyone who reaches it
+    /// sees the fleet).
+    #[arg(long, env = "CURVEMON_HTTP_INSECURE")]
+    pub http_insecure: bool,
+    /// Serve /metrics without the token (for a Prometheus without credentials).
+    #[arg(long, env = "CURVEMON_METRICS_PUBLIC")]
+    pub metrics_public: bool,
     /// History kept per host for the dashboard and the history API.
     #[arg(long, env = "CURVEMON_RETENTION", default_value = "1h", value_parser = parse_duration)]
     pub retention: Duration,

@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 use crate::{cli::RunArgs, registry::Liveness};
 
@@ -23,6 +23,10 @@ pub struct Config {
     pub retention: Duration,
     /// Events queued per live-stream client before it is dropped.
     pub stream_queue: usize,
+    /// The API token, if HTTP requires one.
+    pub http_token: Option<String>,
+    /// Serve /metrics without the token.
+    pub metrics_public: bool,
 }
 
 impl Config {
@@ -54,6 +58,15 @@ impl Config {
                 bail!("--down-after ({down:?}) must not be shorter than --stale-after ({stale:?})");
             }
         }
+        let http_token = match &args.http_token_file {
+            Some(path) => Some(read_token(path)?),
+            None if args.http.ip().is_loopback() || args.http_insecure => None,
+            None => bail!(
+                "--http {} is reachable from other machines: give --http-token-file FILE (a secret \
+                 of your choice, mode 0600), or --http-insecure to serve without one",
+                args.http
+            ),
+        };
         Ok(Config {
             keys_dir,
             listen: args.listen,
@@ -62,6 +75,8 @@ impl Config {
             liveness: Liveness { stale_after: args.stale_after, down_after: args.down_after },
             retention: args.retention,
             stream_queue: args.stream_queue,
+            http_token,
+            metrics_public: args.metrics_public,
         })
     }
 
@@ -69,4 +84,18 @@ impl Config {
     pub fn allow_dir(&self) -> PathBuf {
         self.keys_dir.join("authorized_agents")
     }
+}
+
+/// Reads the API token: the file must be private (as a secret key) and hold
+/// one token of at least 16 characters.
+fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    curvemon_keys::cert::check_private(path)?;
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the API token {}", path.display()))?
+        .trim()
+        .to_string();
+    if token.len() < 16 || token.contains(char::is_whitespace) {
+        bail!("{}: expected one token of at least 16 characters without spaces", path.display());
+    }
+    Ok(token)
 }

@@ -107,7 +107,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tokio::spawn(reload_on_sighup(Arc::clone(&allowlist), allow_dir, shutdown.clone()));
 
     info!(url = %format!("http://{http_addr}/"), "Serving the API and page.");
-    let app = http::app(http::AppState { registry, stats, hub, shutdown: shutdown.clone() });
+    let auth = http::auth::HttpAuth {
+        token: config.http_token.clone(),
+        metrics_public: config.metrics_public,
+    };
+    let app = http::app(http::AppState { registry, stats, hub, shutdown: shutdown.clone(), auth });
     // A fixed send buffer per HTTP connection: Linux would otherwise grow it
     // toward 4 MiB for a live-stream client that stopped reading, before the
     // stream's own bounded queue could notice and drop it.

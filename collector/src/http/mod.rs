@@ -2,6 +2,7 @@
 //! that tests and `main` serve the same router.
 
 mod api;
+pub mod auth;
 mod live;
 mod page;
 
@@ -22,6 +23,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Ends the streams on shutdown (they would hold graceful shutdown open).
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Who may ask.
+    pub auth: auth::HttpAuth,
 }
 
 /// The collector's routes.
@@ -37,5 +40,6 @@ pub fn app(state: AppState) -> Router {
         .route("/assets/{file}", get(page::asset))
         .route("/api/stats", get(api::stats))
         .route("/metrics", get(api::metrics))
+        .layer(axum::middleware::from_fn_with_state(state.auth.clone(), auth::require))
         .with_state(state)
 }
