@@ -31,6 +31,41 @@ pub enum Command {
     /// Generate the collector's key pair: DIR/collector.key (public, give it
     /// to every agent) and DIR/collector.key_secret (mode 0600).
     Keygen(KeygenArgs),
+    /// Admit an agent: copy its public key file (agent.key) into
+    /// DIR/authorized_agents/NAME.key, pinning it to host name NAME. A
+    /// running collector picks it up within seconds.
+    Allow(AllowArgs),
+    /// Revoke an agent: remove DIR/authorized_agents/NAME.key. A running
+    /// collector cuts its session within seconds and shows it down.
+    Revoke(RevokeArgs),
+}
+
+/// Flags of `collector allow`.
+#[derive(Debug, Args)]
+pub struct AllowArgs {
+    /// The agent's public key file (agent.key).
+    #[arg(value_name = "PUBLIC_KEY_FILE")]
+    pub certificate: PathBuf,
+    /// Key directory [default: ~/.config/curvemon/keys].
+    #[arg(long, env = "CURVEMON_KEYS", value_name = "DIR")]
+    pub keys: Option<PathBuf>,
+    /// The host name the agent must use [default: the name in the key file].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Replace an existing entry of that name.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Flags of `collector revoke`.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The name given to `collector allow`.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Key directory [default: ~/.config/curvemon/keys].
+    #[arg(long, env = "CURVEMON_KEYS", value_name = "DIR")]
+    pub keys: Option<PathBuf>,
 }
 
 /// Flags of `collector keygen`.

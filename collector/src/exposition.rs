@@ -158,6 +158,12 @@ fn collector_series(stats: &StatsSnapshot, registry: &Registry, out: &mut Famili
     );
     total(
         out,
+        "curvemon_collector_revoked_frames_total",
+        "Frames refused because their key was revoked mid-session.",
+        stats.revoked_frames,
+    );
+    total(
+        out,
         "curvemon_collector_metrics_without_model_total",
         "Metrics that arrived before their model.",
         counters.metrics_without_model,

@@ -74,6 +74,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let registry = Arc::new(Mutex::new(registry::Registry::new(config.liveness, config.retention)));
     let stats = Arc::new(stats::Stats::default());
     let hub = Arc::new(stream::Hub::new(config.stream_queue));
+    let allowlist_generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
 
     let zap_thread = {
@@ -92,6 +93,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ping_interval: config.ping_interval,
             failure_log: router::LogLimit::default(),
             hub: Arc::clone(&hub),
+            allowlist: Arc::clone(&allowlist),
+            allowlist_generation: Arc::clone(&allowlist_generation),
         };
         let (stop, shutdown) = (Arc::clone(&stop), shutdown.clone());
         std::thread::Builder::new().name("router".into()).spawn(move || {
@@ -103,8 +106,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             result
         })?
     };
-    let reload =
-        tokio::spawn(reload_on_sighup(Arc::clone(&allowlist), allow_dir, shutdown.clone()));
+    let reload = tokio::spawn(watch_allowlist(
+        Arc::clone(&allowlist),
+        Arc::clone(&allowlist_generation),
+        allow_dir,
+        shutdown.clone(),
+    ));
 
     info!(url = %format!("http://{http_addr}/"), "Serving the API and page.");
     let auth = http::auth::HttpAuth {
@@ -161,31 +168,42 @@ fn load_allowlist(dir: &std::path::Path) -> anyhow::Result<Option<AuthorizedKeys
     Ok(list)
 }
 
-/// Reloads the allowlist on SIGHUP; a broken directory keeps the old list.
-async fn reload_on_sighup(
+/// How often the allowlist directory is checked for changes.
+const ALLOWLIST_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reloads the allowlist on SIGHUP and when its directory changes (checked
+/// every [`ALLOWLIST_POLL`]); a broken directory keeps the old list. Each
+/// reload bumps `generation`, on which the router cuts revoked keys.
+async fn watch_allowlist(
     allowlist: auth::SharedAllowlist,
+    generation: Arc<std::sync::atomic::AtomicU64>,
     dir: std::path::PathBuf,
     shutdown: CancellationToken,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        warn!("Cannot watch SIGHUP; the allowlist reloads only on restart.");
-        return;
-    };
+    let mut hup = signal(SignalKind::hangup()).ok();
+    if hup.is_none() {
+        warn!("Cannot watch SIGHUP; the allowlist reloads when its directory changes.");
+    }
+    let mut seen = curvemon_keys::allowlist::fingerprint(&dir);
+    let mut poll = tokio::time::interval(ALLOWLIST_POLL);
     loop {
-        tokio::select! {
+        let by_signal = tokio::select! {
             () = shutdown.cancelled() => return,
-            received = hup.recv() => {
-                if received.is_none() {
-                    return;
-                }
-                match load_allowlist(&dir) {
-                    Ok(list) => {
-                        *allowlist.write().unwrap_or_else(std::sync::PoisonError::into_inner) = list;
-                    }
-                    Err(e) => error!(error = %format!("{e:#}"), "Keeping the previous allowlist."),
-                }
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+            _ = poll.tick() => false,
+        };
+        let now = curvemon_keys::allowlist::fingerprint(&dir);
+        if !by_signal && now == seen {
+            continue;
+        }
+        seen = now;
+        match load_allowlist(&dir) {
+            Ok(list) => {
+                *allowlist.write().unwrap_or_else(std::sync::PoisonError::into_inner) = list;
+                generation.fetch_add(1, Ordering::Relaxed);
             }
+            Err(e) => error!(error = %format!("{e:#}"), "Keeping the previous allowlist."),
         }
     }
 }

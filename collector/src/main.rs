@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use curvemon_collector::{
     Config,
-    cli::{Cli, Command, KeygenArgs, LogFormat},
+    cli::{AllowArgs, Cli, Command, KeygenArgs, LogFormat, RevokeArgs},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +16,8 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format);
     let result = match cli.command {
         Some(Command::Keygen(args)) => keygen(args),
+        Some(Command::Allow(args)) => allow(args),
+        Some(Command::Revoke(args)) => revoke(args),
         None => Config::from_args(cli.run).and_then(serve),
     };
     match result {
@@ -69,6 +71,30 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
         "next:        to admit only known agents, put their agent.key files in {}",
         dir.join("authorized_agents").display()
     );
+    Ok(())
+}
+
+fn allow(args: AllowArgs) -> anyhow::Result<()> {
+    let dir = curvemon_keys::keygen::key_dir(args.keys)?.join("authorized_agents");
+    let name = match args.name {
+        Some(name) => name,
+        None => curvemon_keys::cert::read_public(&args.certificate)?
+            .name
+            .context("the key file names no host; pass --name NAME")?,
+    };
+    let written = curvemon_keys::allowlist::allow(&dir, &args.certificate, &name, args.force)?;
+    println!("allowed     {} as {name} (the agent must use --name {name})", written.display());
+    println!(
+        "a running collector picks this up within seconds (or: systemctl reload curvemon-collector)"
+    );
+    Ok(())
+}
+
+fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
+    let dir = curvemon_keys::keygen::key_dir(args.keys)?.join("authorized_agents");
+    let removed = curvemon_keys::allowlist::revoke(&dir, &args.name)?;
+    println!("revoked     {} (removed {})", args.name, removed.display());
+    println!("a running collector cuts that agent off within seconds and shows its host down");
     Ok(())
 }
 

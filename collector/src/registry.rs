@@ -155,7 +155,12 @@ pub struct Peer {
     pub routing_id: Vec<u8>,
     /// The TCP peer address, for logs.
     pub address: String,
+    /// The host name the allowlist pins this key to, if any.
+    pub pinned: Option<String>,
 }
+
+/// The reason a revoked agent's host is down.
+pub const REVOKED: &str = "key revoked";
 
 /// Everything known about one host.
 #[derive(Debug, Clone)]
@@ -371,6 +376,16 @@ impl Registry {
     /// or stale. A down host's name may be taken over (a reinstalled machine
     /// with a new key); the old entry is then forgotten.
     fn claim_name(&mut self, peer: &Peer, name: &str, now: Now) -> Result<(), Reject> {
+        if let Some(pinned) = peer.pinned.as_deref().filter(|p| *p != name) {
+            self.counters.names_refused += 1;
+            warn!(name, pinned, key = %peer.key, peer = %peer.address, "Refused a name the allowlist does not give this key.");
+            return Err(Reject {
+                reason: RejectReason::NameTaken { name: name.to_string() },
+                detail: format!(
+                    "this agent's key is allowed only as {pinned:?}; run it with --name {pinned}"
+                ),
+            });
+        }
         let owner = self
             .hosts
             .values()
@@ -596,15 +611,33 @@ impl Registry {
         changed
     }
 
+    /// Marks a host down because its key was revoked. Returns the routing id
+    /// of its connection to tell it so, the first time only.
+    pub fn revoke(&mut self, key: &PublicKey, now: Now) -> Option<Vec<u8>> {
+        let host = self.hosts.get_mut(key)?;
+        if host.state == State::Down
+            && host.current_transition().is_some_and(|t| t.reason == REVOKED)
+        {
+            return None;
+        }
+        host.set_state(State::Down, REVOKED.into(), now, &mut self.outbox);
+        Some(host.routing_id.clone())
+    }
+
+    /// Keys of every known host.
+    pub fn keys(&self) -> Vec<PublicKey> {
+        self.hosts.keys().copied().collect()
+    }
+
     /// Routing ids to ping: every host not down by its own choice.
     pub fn ping_targets(&self) -> Vec<Vec<u8>> {
         self.hosts
             .values()
             .filter(|h| {
                 h.state != State::Down
-                    || !h
-                        .current_transition()
-                        .is_some_and(|t| t.reason.starts_with("agent said bye"))
+                    || !h.current_transition().is_some_and(|t| {
+                        t.reason.starts_with("agent said bye") || t.reason == REVOKED
+                    })
             })
             .map(|h| h.routing_id.clone())
             .collect()
@@ -632,6 +665,7 @@ mod tests {
             key: KeyPair::generate().unwrap().public,
             routing_id: vec![routing],
             address: "127.0.0.1".into(),
+            pinned: None,
         }
     }
 
@@ -814,6 +848,28 @@ mod tests {
             (3, Some(50.0)),
             "CPU percent survives the repeated model"
         );
+    }
+
+    #[test]
+    fn pinned_names_and_revocation() {
+        let mut reg = Registry::new(Liveness::default(), DEFAULT_RETENTION);
+        let t0 = Now::current();
+        let mut p = peer(1);
+        p.pinned = Some("web-01".into());
+        let replies = reg.on_message(&p, hello("laptop"), t0);
+        assert!(
+            matches!(&replies[..], [Message::Reject(r)] if r.detail.contains("--name web-01")),
+            "{replies:?}"
+        );
+        assert_eq!(reg.on_message(&p, hello("web-01"), t0), vec![Message::ModelRequest]);
+        assert_eq!(reg.revoke(&p.key, t0), Some(vec![1]));
+        let host = reg.get(&p.key).unwrap();
+        assert_eq!(
+            (host.state, host.current_transition().unwrap().reason.as_str()),
+            (State::Down, REVOKED)
+        );
+        assert_eq!(reg.revoke(&p.key, t0), None, "once");
+        assert!(reg.ping_targets().is_empty());
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -24,6 +24,7 @@ use curvemon_protocol::{
 use tracing::{debug, error, info, warn};
 
 use crate::{
+    auth::SharedAllowlist,
     registry::{Now, Peer, Registry},
     stats::Stats,
     stream::Hub,
@@ -49,6 +50,10 @@ pub struct Router {
     pub failure_log: LogLimit,
     /// Where live events go.
     pub hub: Arc<Hub>,
+    /// The allowlist, as the ZAP handler sees it.
+    pub allowlist: SharedAllowlist,
+    /// Bumped on every allowlist reload; the router then cuts revoked keys.
+    pub allowlist_generation: Arc<AtomicU64>,
 }
 
 /// At most one log line per period, counting what it held back.
@@ -85,7 +90,13 @@ impl Router {
     pub fn serve(self, stop: &AtomicBool) -> anyhow::Result<()> {
         let mut next_sweep = Instant::now() + SWEEP_EVERY;
         let mut next_ping = Instant::now() + self.ping_interval;
+        let mut generation = self.allowlist_generation.load(Ordering::Relaxed);
         while !stop.load(Ordering::Relaxed) {
+            let now_generation = self.allowlist_generation.load(Ordering::Relaxed);
+            if now_generation != generation {
+                generation = now_generation;
+                self.revoke_unlisted();
+            }
             let wait = next_sweep.saturating_duration_since(Instant::now());
             let mut items =
                 [self.socket.as_poll_item(zmq::POLLIN), self.monitor.as_poll_item(zmq::POLLIN)];
@@ -158,7 +169,22 @@ impl Router {
             warn!(peer = %address, %key, extra, "Dropping a message with more than one payload frame.");
             return Ok(true);
         }
-        let peer = Peer { key, routing_id: routing.to_vec(), address };
+        // ZAP checks keys only at the handshake: a key removed from the
+        // allowlist since then is refused here, message by message.
+        let (allowed, pinned) =
+            match self.allowlist.read().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref()
+            {
+                None => (true, None),
+                Some(list) => {
+                    list.get(&key).map_or((false, None), |agent| (true, agent.name.clone()))
+                }
+            };
+        if !allowed {
+            Stats::bump(&self.stats.revoked_frames);
+            self.revoke(&key, routing.to_vec());
+            return Ok(true);
+        }
+        let peer = Peer { key, routing_id: routing.to_vec(), address, pinned };
         match codec::decode(&payload) {
             Ok(message) => {
                 let (replies, events) = {
@@ -190,6 +216,42 @@ impl Router {
             }
         }
         Ok(true)
+    }
+
+    /// Marks a revoked key's host down and tells its agent (which then
+    /// reconnects and is refused by ZAP).
+    fn revoke(&self, key: &PublicKey, fallback_routing: Vec<u8>) {
+        let (routing, events) = {
+            let mut reg = self.lock();
+            let routing = reg.revoke(key, Now::current());
+            (routing, take_events(&mut reg))
+        };
+        self.publish(events);
+        let first_time = routing.is_some();
+        let routing = routing.unwrap_or(fallback_routing);
+        if first_time {
+            warn!(%key, "Cut off an agent whose key was revoked.");
+        }
+        let reject = Message::Reject(Reject {
+            reason: RejectReason::KeyNotAuthorized,
+            detail: "this agent's key was removed from the collector's allowlist".into(),
+        });
+        self.send(&routing, &reject);
+    }
+
+    /// After an allowlist reload: cut every known host whose key is gone.
+    fn revoke_unlisted(&self) {
+        let unlisted: Vec<PublicKey> = {
+            let list = self.allowlist.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Some(list) = list.as_ref() else { return };
+            self.lock().keys().into_iter().filter(|k| list.get(k).is_none()).collect()
+        };
+        for key in unlisted {
+            let known = self.lock().get(&key).map(|h| h.routing_id.clone());
+            if let Some(routing) = known {
+                self.revoke(&key, routing);
+            }
+        }
     }
 
     fn publish(&self, events: Vec<EventData>) {

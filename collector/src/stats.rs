@@ -23,6 +23,8 @@ pub struct Stats {
     pub agents_refused: AtomicU64,
     /// Replies that could not be queued (peer gone or queue full).
     pub replies_dropped: AtomicU64,
+    /// Frames refused because their key was revoked during the session.
+    pub revoked_frames: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`], for JSON.
@@ -36,6 +38,7 @@ pub struct StatsSnapshot {
     pub handshake_failures: u64,
     pub agents_refused: u64,
     pub replies_dropped: u64,
+    pub revoked_frames: u64,
 }
 
 impl Stats {
@@ -55,6 +58,7 @@ impl Stats {
             handshake_failures: get(&self.handshake_failures),
             agents_refused: get(&self.agents_refused),
             replies_dropped: get(&self.replies_dropped),
+            revoked_frames: get(&self.revoked_frames),
         }
     }
 }

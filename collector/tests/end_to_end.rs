@@ -240,8 +240,11 @@ fn garbage_from_an_authenticated_peer_is_counted_and_the_collector_keeps_serving
 #[test]
 fn second_key_claiming_a_live_name_is_rejected() {
     let fleet = Fleet::new();
-    let first = fleet.agent_keys("twin-a", true);
-    let second = fleet.agent_keys("twin-b", true);
+    // Keys allowed without pinned names, so both may claim any name.
+    let first = fleet.agent_keys("twin-a", false);
+    let second = fleet.agent_keys("twin-b", false);
+    fleet.allow_unpinned(&first, "twin-a.key");
+    fleet.allow_unpinned(&second, "twin-b.key");
     let _collector = fleet.start_collector(&[], "collector.log");
     let _a = fleet.start_agent("twin", &first, &["--interval", "250ms"]);
     let owner =
@@ -331,4 +334,75 @@ fn agent_reconnects_when_a_frozen_collector_goes_silent() {
     fleet.wait_host("edge-01", "up and sampling again", LIMIT, |h| {
         h["state"] == "up" && seq(h) > now
     });
+}
+
+#[test]
+fn allow_and_revoke_take_effect_on_a_running_collector() {
+    let fleet = Fleet::new();
+    let _known = fleet.agent_keys("known", true);
+    let newcomer = fleet.agent_keys("newcomer", false);
+    let keys_dir = fleet.collector_keys();
+    let collector = fleet.start_collector(&[], "collector.log");
+    let agent =
+        fleet.start_agent("web-07", &newcomer, &["--interval", "250ms", "--stale-after", "2s"]);
+    agent.wait_for_log("refused this agent's key", LIMIT);
+
+    let key_file = newcomer.join("agent.key");
+    let (ok, out, err) = run(
+        &collector_bin(),
+        &[
+            "allow",
+            key_file.to_str().unwrap(),
+            "--keys",
+            keys_dir.to_str().unwrap(),
+            "--name",
+            "web-07",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("as web-07"), "{out}");
+    // No restart, no SIGHUP: the collector notices the directory changed.
+    fleet.wait_host("web-07", "admitted after `collector allow`", LIMIT, |h| {
+        h["state"] == "up" && h["latest"].is_object()
+    });
+
+    let (ok, out, err) =
+        run(&collector_bin(), &["revoke", "web-07", "--keys", keys_dir.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("revoked"), "{out}");
+    let down =
+        fleet.wait_host("web-07", "down after `collector revoke`", LIMIT, |h| h["state"] == "down");
+    assert_eq!(down["state_reason"], "key revoked");
+    collector.wait_for_log("Cut off an agent whose key was revoked.", LIMIT);
+    agent.wait_for_log("this agent's key was removed from the collector's allowlist", LIMIT);
+    // It stays out: its next handshakes are refused by ZAP.
+    collector.wait_for_log("Refused an agent", LIMIT);
+    assert_eq!(fleet.host("web-07").unwrap()["state"], "down");
+
+    let (ok, _, err) =
+        run(&collector_bin(), &["revoke", "web-07", "--keys", keys_dir.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("the allowlist has: known"), "{err}");
+}
+
+#[test]
+fn an_allowed_key_is_pinned_to_its_name() {
+    let fleet = Fleet::new();
+    let keys = fleet.agent_keys("db-01", false);
+    let (ok, _, err) = run(
+        &collector_bin(),
+        &[
+            "allow",
+            keys.join("agent.key").to_str().unwrap(),
+            "--keys",
+            fleet.collector_keys().to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    let _collector = fleet.start_collector(&[], "collector.log");
+    let impostor = fleet.start_agent("web-01", &keys, &["--interval", "250ms"]);
+    impostor.wait_for_log("allowed only as \"db-01\"", LIMIT);
+    assert!(fleet.host("web-01").is_none());
+    let _honest = fleet.start_agent("db-01", &keys, &["--interval", "250ms"]);
+    fleet.wait_host("db-01", "up under its pinned name", LIMIT, |h| h["state"] == "up");
 }

@@ -12,6 +12,23 @@ use std::{
     path::{Path, PathBuf},
 };
 
+/// What a directory held when last read, to notice changes cheaply.
+pub fn fingerprint(dir: &Path) -> Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)> {
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    let meta = e.metadata().ok()?;
+                    Some((e.file_name(), meta.len(), meta.modified().ok()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    entries.sort();
+    entries
+}
+
 use crate::{cert, error::KeyError, key::PublicKey};
 
 /// One authorized agent key.
@@ -118,5 +135,99 @@ mod tests {
         fs::write(dir.path().join("bad.key"), "curve\n  public-key = \"x\"\n").unwrap();
         let err = AuthorizedKeys::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("bad.key:2:"), "{err}");
+    }
+}
+
+/// Whether `name` can be an allowlist file name and a pinned host name:
+/// 1 to 64 of letters, digits, `.`, `_` and `-`, not starting with a dot.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+/// Adds an agent's public certificate to the allowlist in `dir` as
+/// `NAME.key`, pinning the agent to host name `name`.
+///
+/// # Errors
+/// A malformed certificate, a name that cannot be a file name, an existing
+/// entry without `force`, or an I/O error.
+pub fn allow(dir: &Path, certificate: &Path, name: &str, force: bool) -> Result<PathBuf, KeyError> {
+    let mut cert = cert::read_public(certificate)?;
+    if !valid_name(name) {
+        return Err(KeyError::Parse {
+            path: certificate.to_path_buf(),
+            line: 0,
+            expected: format!(
+                "a name of letters, digits, '.', '_' and '-' (got {name:?}); pass --name"
+            ),
+        });
+    }
+    cert.name = Some(name.to_string());
+    cert::write_public(dir, &format!("{name}.key"), &cert, force)
+}
+
+/// Removes `NAME.key` from the allowlist in `dir`.
+///
+/// # Errors
+/// [`KeyError::Parse`] listing the existing names when there is no such
+/// entry, or an I/O error.
+pub fn revoke(dir: &Path, name: &str) -> Result<PathBuf, KeyError> {
+    let path = dir.join(format!("{name}.key"));
+    if !valid_name(name) || !path.is_file() {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|e| {
+                        e.file_name().to_str()?.strip_suffix(".key").map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        return Err(KeyError::Parse {
+            path,
+            line: 0,
+            expected: format!("an allowed agent name; the allowlist has: {}", names.join(", ")),
+        });
+    }
+    fs::remove_file(&path).map_err(|source| KeyError::Io {
+        path: path.clone(),
+        action: "removing",
+        source,
+    })?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod workflow_tests {
+    use super::*;
+    use crate::key::KeyPair;
+
+    #[test]
+    fn allow_pins_and_revoke_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = KeyPair::generate().unwrap();
+        let (public, _) =
+            cert::write_pair(&dir.path().join("agent"), "agent", &agent, "laptop", false).unwrap();
+        let allow_dir = dir.path().join("authorized_agents");
+        let written = allow(&allow_dir, &public, "web-01", false).unwrap();
+        assert_eq!(written, allow_dir.join("web-01.key"));
+        let list = AuthorizedKeys::load(&allow_dir).unwrap().unwrap();
+        assert_eq!(
+            list.get(&agent.public).unwrap().name.as_deref(),
+            Some("web-01"),
+            "pinned to the given name"
+        );
+        assert!(matches!(
+            allow(&allow_dir, &public, "web-01", false),
+            Err(KeyError::Exists { .. })
+        ));
+        assert!(allow(&allow_dir, &public, "../etc/passwd", false).is_err());
+        let err = revoke(&allow_dir, "web-02").unwrap_err().to_string();
+        assert!(err.contains("the allowlist has: web-01"), "{err}");
+        revoke(&allow_dir, "web-01").unwrap();
+        assert!(AuthorizedKeys::load(&allow_dir).unwrap().unwrap().is_empty());
     }
 }

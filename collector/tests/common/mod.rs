@@ -171,6 +171,14 @@ impl Fleet {
         keys
     }
 
+    /// Allowlists the agent key in `keys` without pinning a host name.
+    pub fn allow_unpinned(&self, keys: &Path, file_name: &str) {
+        let mut cert = curvemon_keys::cert::read_public(&keys.join("agent.key")).unwrap();
+        cert.name = None;
+        let dir = self.collector_keys().join("authorized_agents");
+        curvemon_keys::cert::write_public(&dir, file_name, &cert, false).unwrap();
+    }
+
     pub fn endpoint(&self) -> String {
         format!("tcp://127.0.0.1:{}", self.zmq_port)
     }
