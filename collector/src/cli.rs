@@ -118,6 +118,16 @@ pub struct RunArgs {
     /// Serve /metrics without the token (for a Prometheus without credentials).
     #[arg(long, env = "CURVEMON_METRICS_PUBLIC")]
     pub metrics_public: bool,
+    /// Messages per second one agent may send (a burst of twice as many is
+    /// allowed); more are dropped, counted and logged. An agent sends one
+    /// metrics message per interval and a few control messages.
+    #[arg(
+        long,
+        env = "CURVEMON_MAX_AGENT_RATE",
+        default_value_t = 50.0,
+        value_name = "PER_SECOND"
+    )]
+    pub max_agent_rate: f64,
     /// History kept per host for the dashboard and the history API.
     #[arg(long, env = "CURVEMON_RETENTION", default_value = "1h", value_parser = parse_duration)]
     pub retention: Duration,

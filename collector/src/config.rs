@@ -27,6 +27,8 @@ pub struct Config {
     pub http_token: Option<String>,
     /// Serve /metrics without the token.
     pub metrics_public: bool,
+    /// Messages per second one agent may send.
+    pub max_rate: f64,
 }
 
 impl Config {
@@ -46,6 +48,9 @@ impl Config {
             || args.retention > Duration::from_secs(7 * 86400)
         {
             bail!("--retention {:?}: expected between 1s and 7d", args.retention);
+        }
+        if args.max_agent_rate.is_nan() || args.max_agent_rate < 1.0 {
+            bail!("--max-agent-rate {}: expected at least 1 message a second", args.max_agent_rate);
         }
         if args.stream_queue == 0 {
             bail!("--stream-queue must be at least 1");
@@ -77,6 +82,7 @@ impl Config {
             stream_queue: args.stream_queue,
             http_token,
             metrics_public: args.metrics_public,
+            max_rate: args.max_agent_rate,
         })
     }
 

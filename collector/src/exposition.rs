@@ -138,11 +138,20 @@ fn collector_series(stats: &StatsSnapshot, registry: &Registry, out: &mut Famili
         "Frames of another protocol version (answered with a reject).",
         stats.version_mismatches,
     );
+    for (reason, count) in crate::stats::HANDSHAKE_REASONS.iter().zip(stats.handshake_reasons) {
+        out.add(
+            "curvemon_collector_handshake_failures_total",
+            "CURVE handshakes that failed, by reason.",
+            c,
+            vec![label("reason", reason)],
+            count as f64,
+        );
+    }
     total(
         out,
-        "curvemon_collector_handshake_failures_total",
-        "CURVE handshakes that failed.",
-        stats.handshake_failures,
+        "curvemon_collector_throttled_frames_total",
+        "Frames dropped because their agent exceeded its message rate.",
+        stats.throttled_frames,
     );
     total(
         out,

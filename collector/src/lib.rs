@@ -95,6 +95,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             hub: Arc::clone(&hub),
             allowlist: Arc::clone(&allowlist),
             allowlist_generation: Arc::clone(&allowlist_generation),
+            max_rate: config.max_rate,
+            buckets: std::cell::RefCell::new(std::collections::HashMap::new()),
         };
         let (stop, shutdown) = (Arc::clone(&stop), shutdown.clone());
         std::thread::Builder::new().name("router".into()).spawn(move || {

@@ -9,6 +9,7 @@
 //! would lose it.
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -54,6 +55,38 @@ pub struct Router {
     pub allowlist: SharedAllowlist,
     /// Bumped on every allowlist reload; the router then cuts revoked keys.
     pub allowlist_generation: Arc<AtomicU64>,
+    /// Messages per second each agent may send (with a burst of twice that).
+    pub max_rate: f64,
+    /// Per-agent token buckets.
+    pub buckets: std::cell::RefCell<HashMap<PublicKey, Bucket>>,
+}
+
+/// A token bucket: `rate` tokens a second, at most `2 × rate` saved up.
+#[derive(Debug, Clone, Copy)]
+pub struct Bucket {
+    tokens: f64,
+    at: Instant,
+    warned: Option<Instant>,
+    dropped: u64,
+}
+
+impl Bucket {
+    fn new(rate: f64, now: Instant) -> Self {
+        Bucket { tokens: 2.0 * rate, at: now, warned: None, dropped: 0 }
+    }
+
+    /// Takes a token if there is one.
+    fn take(&mut self, rate: f64, now: Instant) -> bool {
+        let elapsed = now.duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(2.0 * rate);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// At most one log line per period, counting what it held back.
@@ -169,6 +202,9 @@ impl Router {
             warn!(peer = %address, %key, extra, "Dropping a message with more than one payload frame.");
             return Ok(true);
         }
+        if !self.admit(&key, &address) {
+            return Ok(true);
+        }
         // ZAP checks keys only at the handshake: a key removed from the
         // allowlist since then is refused here, message by message.
         let (allowed, pinned) =
@@ -216,6 +252,25 @@ impl Router {
             }
         }
         Ok(true)
+    }
+
+    /// The agent's rate limit: false (and counted, and logged at most once
+    /// a minute per agent) when this message is over it.
+    fn admit(&self, key: &PublicKey, address: &str) -> bool {
+        let now = Instant::now();
+        let mut buckets = self.buckets.borrow_mut();
+        let bucket = buckets.entry(*key).or_insert_with(|| Bucket::new(self.max_rate, now));
+        if bucket.take(self.max_rate, now) {
+            return true;
+        }
+        Stats::bump(&self.stats.throttled_frames);
+        bucket.dropped += 1;
+        if bucket.warned.is_none_or(|w| now.duration_since(w) >= Duration::from_secs(60)) {
+            warn!(%key, peer = %address, limit = self.max_rate, dropped = bucket.dropped, "Throttling an agent that sends faster than its limit.");
+            bucket.warned = Some(now);
+            bucket.dropped = 0;
+        }
+        false
     }
 
     /// Marks a revoked key's host down and tells its agent (which then
@@ -289,9 +344,17 @@ impl Router {
             EventKind::HandshakeFailedAuth => {
                 // The ZAP handler has logged the key; count the failure here.
                 Stats::bump(&self.stats.handshake_failures);
+                Stats::bump(&self.stats.handshake_reasons[0]);
             }
             EventKind::HandshakeFailedProtocol | EventKind::HandshakeFailedNoDetail => {
                 Stats::bump(&self.stats.handshake_failures);
+                let reason = match (event.kind, event.value) {
+                    (EventKind::HandshakeFailedNoDetail, _) => 4,
+                    (_, 0x1100_0001) => 1,
+                    (_, 0x1100_0002) => 2,
+                    _ => 3,
+                };
+                Stats::bump(&self.stats.handshake_reasons[reason]);
                 // A misconfigured agent retries every few seconds: say it
                 // once a minute, with how many were not logged.
                 if let Some(suppressed) = self.failure_log.allow(Instant::now()) {

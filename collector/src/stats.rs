@@ -25,7 +25,20 @@ pub struct Stats {
     pub replies_dropped: AtomicU64,
     /// Frames refused because their key was revoked during the session.
     pub revoked_frames: AtomicU64,
+    /// Frames dropped because their agent exceeded its message rate.
+    pub throttled_frames: AtomicU64,
+    /// Failed handshakes by reason, in [`HANDSHAKE_REASONS`] order.
+    pub handshake_reasons: [AtomicU64; HANDSHAKE_REASONS.len()],
 }
+
+/// Why CURVE handshakes fail, as the `reason` label says it.
+pub const HANDSHAKE_REASONS: [&str; 5] = [
+    "key_refused",        // ZAP refused the client key (allowlist)
+    "cryptographic",      // the client used another server key, or garbage
+    "mechanism_mismatch", // the client does not speak CURVE (NULL, PLAIN)
+    "protocol",           // another ZMTP protocol error
+    "closed",             // the peer closed the connection mid-handshake
+];
 
 /// A point-in-time copy of [`Stats`], for JSON.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -39,6 +52,8 @@ pub struct StatsSnapshot {
     pub agents_refused: u64,
     pub replies_dropped: u64,
     pub revoked_frames: u64,
+    pub throttled_frames: u64,
+    pub handshake_reasons: [u64; HANDSHAKE_REASONS.len()],
 }
 
 impl Stats {
@@ -59,6 +74,8 @@ impl Stats {
             agents_refused: get(&self.agents_refused),
             replies_dropped: get(&self.replies_dropped),
             revoked_frames: get(&self.revoked_frames),
+            throttled_frames: get(&self.throttled_frames),
+            handshake_reasons: std::array::from_fn(|i| get(&self.handshake_reasons[i])),
         }
     }
 }

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Fleet, agent_bin, collector_bin, run, wait_for};
-use curvemon_keys::{KeyPair, cert};
+use curvemon_keys::cert;
 use curvemon_protocol::{Hello, Message, RejectReason, codec};
 use rustix::process::Signal;
 use serde_json::Value;
@@ -176,26 +176,12 @@ fn agent_not_in_the_allowlist_is_refused() {
     assert!(fleet.hosts().is_empty());
 }
 
-/// A raw DEALER with an allowlisted key: authenticated, but not an agent.
-fn raw_peer(fleet: &Fleet, ctx: &zmq::Context) -> (zmq::Socket, KeyPair) {
-    let pair = KeyPair::generate().unwrap();
-    let allow = fleet.collector_keys().join("authorized_agents");
-    cert::write_pair(&allow, "raw", &pair, "raw", false).unwrap();
-    std::fs::remove_file(allow.join("raw.key_secret")).unwrap();
-    let server = cert::read_public(&fleet.collector_keys().join("collector.key")).unwrap().public;
-    let socket = ctx.socket(zmq::DEALER).unwrap();
-    curvemon_link::apply_client(&socket, &pair, &server).unwrap();
-    socket.set_linger(0).unwrap();
-    socket.set_rcvtimeo(200).unwrap();
-    (socket, pair)
-}
-
 #[test]
 fn garbage_from_an_authenticated_peer_is_counted_and_the_collector_keeps_serving() {
     let fleet = Fleet::new();
     let keys = fleet.agent_keys("honest-01", true);
     let ctx = zmq::Context::new();
-    let (raw, raw_pair) = raw_peer(&fleet, &ctx);
+    let (raw, raw_pair) = common::raw_peer(&fleet, &ctx);
     let collector = fleet.start_collector(&[], "collector.log");
     let _agent = fleet.start_agent("honest-01", &keys, &["--interval", "250ms"]);
     fleet.wait_host("honest-01", "up", LIMIT, |h| h["state"] == "up" && h["latest"].is_object());

@@ -445,3 +445,19 @@ impl SseClient {
         }
     }
 }
+
+/// A raw DEALER with an allowlisted key: authenticated, but not an agent.
+pub fn raw_peer(fleet: &Fleet, ctx: &zmq::Context) -> (zmq::Socket, curvemon_keys::KeyPair) {
+    let pair = curvemon_keys::KeyPair::generate().unwrap();
+    let allow = fleet.collector_keys().join("authorized_agents");
+    curvemon_keys::cert::write_pair(&allow, "raw", &pair, "raw", false).unwrap();
+    std::fs::remove_file(allow.join("raw.key_secret")).unwrap();
+    let server = curvemon_keys::cert::read_public(&fleet.collector_keys().join("collector.key"))
+        .unwrap()
+        .public;
+    let socket = ctx.socket(zmq::DEALER).unwrap();
+    curvemon_link::apply_client(&socket, &pair, &server).unwrap();
+    socket.set_linger(0).unwrap();
+    socket.set_rcvtimeo(200).unwrap();
+    (socket, pair)
+}
