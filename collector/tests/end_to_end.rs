@@ -392,3 +392,53 @@ fn an_allowed_key_is_pinned_to_its_name() {
     let _honest = fleet.start_agent("db-01", &keys, &["--interval", "250ms"]);
     fleet.wait_host("db-01", "up under its pinned name", LIMIT, |h| h["state"] == "up");
 }
+
+#[test]
+fn rotating_an_agent_key_keeps_the_host_name() {
+    let fleet = Fleet::new();
+    let keys = fleet.agent_keys("rotated", false);
+    let keys_dir = fleet.collector_keys();
+    let allow = |force: bool| {
+        let file = keys.join("agent.key");
+        let mut args = vec![
+            "allow",
+            file.to_str().unwrap(),
+            "--keys",
+            keys_dir.to_str().unwrap(),
+            "--name",
+            "web-09",
+        ];
+        if force {
+            args.push("--force");
+        }
+        let (ok, _, err) = run(&collector_bin(), &args);
+        assert!(ok, "{err}");
+    };
+    allow(false);
+    let collector = fleet.start_collector(&[], "collector.log");
+    let mut old = fleet.start_agent("web-09", &keys, &["--interval", "250ms"]);
+    let before = fleet.wait_host("web-09", "up with the old key", LIMIT, |h| h["state"] == "up");
+
+    // 1. A new key pair on the agent host (the running agent keeps the old one).
+    let (ok, _, err) = run(
+        &agent_bin(),
+        &["keygen", "--keys", keys.to_str().unwrap(), "--name", "web-09", "--force"],
+    );
+    assert!(ok, "{err}");
+    // 2. The collector allows the new key under the same name: the old key
+    //    is no longer listed, so its live session is cut.
+    allow(true);
+    collector.wait_for_log("Cut off an agent whose key was revoked.", LIMIT);
+    // 3. The agent restarts with the new key and is the same host by name.
+    old.kill();
+    let _new = fleet.start_agent("web-09", &keys, &["--interval", "250ms"]);
+    let after = fleet.wait_host("web-09", "up with the new key", LIMIT, |h| {
+        h["state"] == "up" && h["id"] != before["id"]
+    });
+    assert_ne!(after["public_key"], before["public_key"]);
+    assert_eq!(
+        fleet.hosts().iter().filter(|h| h["hostname"] == "web-09").count(),
+        1,
+        "one host of that name"
+    );
+}
