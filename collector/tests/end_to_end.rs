@@ -442,3 +442,31 @@ fn rotating_an_agent_key_keeps_the_host_name() {
         "one host of that name"
     );
 }
+
+#[test]
+fn rotating_the_collector_key_as_documented() {
+    let fleet = Fleet::new();
+    let keys = fleet.agent_keys("steady", true);
+    let keys_dir = fleet.collector_keys();
+    let mut collector = fleet.start_collector(&[], "collector-old-key.log");
+    let mut agent = fleet.start_agent("steady", &keys, &["--interval", "250ms"]);
+    let before = fleet.wait_host("steady", "up", LIMIT, |h| h["state"] == "up");
+
+    // 1. A new collector key pair; 2. the collector restarts with it.
+    let (ok, _, err) =
+        run(&collector_bin(), &["keygen", "--keys", keys_dir.to_str().unwrap(), "--force"]);
+    assert!(ok, "{err}");
+    collector.kill();
+    let _collector = fleet.start_collector(&[], "collector-new-key.log");
+    // Until the agent has the new public key, it says what is wrong.
+    agent.wait_for_log("holds this collector's public key", LIMIT);
+    assert!(fleet.host("steady").is_none(), "not admitted with the old collector key");
+
+    // 3. The agent gets the new collector.key and restarts.
+    std::fs::copy(keys_dir.join("collector.key"), keys.join("collector.key")).unwrap();
+    agent.kill();
+    let _agent = fleet.start_agent("steady", &keys, &["--interval", "250ms"]);
+    let after = fleet
+        .wait_host("steady", "up again", LIMIT, |h| h["state"] == "up" && h["latest"].is_object());
+    assert_eq!(after["id"], before["id"], "the agent's own key, and so its id, did not change");
+}
