@@ -138,6 +138,12 @@ fn collector_series(stats: &StatsSnapshot, registry: &Registry, out: &mut Famili
         "Frames of another protocol version (answered with a reject).",
         stats.version_mismatches,
     );
+    total(
+        out,
+        "curvemon_collector_connections_accepted_total",
+        "TCP connections accepted on the agent socket, before their handshake.",
+        stats.connections_accepted,
+    );
     for (reason, count) in crate::stats::HANDSHAKE_REASONS.iter().zip(stats.handshake_reasons) {
         out.add(
             "curvemon_collector_handshake_failures_total",

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod derive;
 pub mod exposition;
+pub mod handshakes;
 pub mod history;
 pub mod http;
 pub mod registry;
@@ -91,7 +92,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             registry: Arc::clone(&registry),
             stats: Arc::clone(&stats),
             ping_interval: config.ping_interval,
-            failure_log: router::LogLimit::default(),
+            handshakes: std::cell::RefCell::default(),
+            peers: handshakes::OwnDescriptors::open(),
+            failure_log: std::cell::RefCell::default(),
             hub: Arc::clone(&hub),
             allowlist: Arc::clone(&allowlist),
             allowlist_generation: Arc::clone(&allowlist_generation),

@@ -26,6 +26,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::{
     auth::SharedAllowlist,
+    handshakes::{Failure, Handshakes, OwnDescriptors, PeerLogLimit},
     registry::{Now, Peer, Registry},
     stats::Stats,
     stream::Hub,
@@ -47,8 +48,12 @@ pub struct Router {
     pub stats: Arc<Stats>,
     /// How often every host is pinged.
     pub ping_interval: Duration,
-    /// Rate limit for handshake-failure warnings.
-    pub failure_log: LogLimit,
+    /// Connections in their handshake, with their peers' addresses.
+    pub handshakes: std::cell::RefCell<Handshakes>,
+    /// How those addresses are read.
+    pub peers: OwnDescriptors,
+    /// Rate limit for handshake-failure warnings, per peer.
+    pub failure_log: std::cell::RefCell<PeerLogLimit>,
     /// Where live events go.
     pub hub: Arc<Hub>,
     /// The allowlist, as the ZAP handler sees it.
@@ -89,31 +94,6 @@ impl Bucket {
     }
 }
 
-/// At most one log line per period, counting what it held back.
-#[derive(Debug, Default)]
-pub struct LogLimit {
-    last: std::cell::Cell<Option<Instant>>,
-    suppressed: std::cell::Cell<u64>,
-}
-
-impl LogLimit {
-    const PERIOD: Duration = Duration::from_secs(60);
-
-    /// `Some(held back since the last line)` if a line may be logged now.
-    pub fn allow(&self, now: Instant) -> Option<u64> {
-        match self.last.get() {
-            Some(last) if now.duration_since(last) < Self::PERIOD => {
-                self.suppressed.set(self.suppressed.get() + 1);
-                None
-            }
-            _ => {
-                self.last.set(Some(now));
-                Some(self.suppressed.replace(0))
-            }
-        }
-    }
-}
-
 impl Router {
     /// Serves agents until `stop` is set.
     ///
@@ -137,9 +117,7 @@ impl Router {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
-            while let Some(event) = curvemon_link::read_event(&self.monitor)? {
-                self.on_event(&event);
-            }
+            self.pump_monitor()?;
             // Bounded, so a flood cannot starve the sweep and pings.
             for _ in 0..1024 {
                 if !self.receive_one()? {
@@ -335,9 +313,32 @@ impl Router {
         }
     }
 
-    fn on_event(&self, event: &Event) {
+    /// Handles every waiting monitor event. The peers of new connections
+    /// are looked up first, then the queue is read again to see whether a
+    /// connection closed meanwhile (see [`crate::handshakes`]).
+    fn pump_monitor(&self) -> zmq::Result<()> {
+        let mut batch = drain(&self.monitor)?;
+        while !batch.is_empty() {
+            let mut peers = Handshakes::look_up(&batch, &self.peers);
+            let next = drain(&self.monitor)?;
+            Handshakes::distrust(&batch, &mut peers, &next);
+            for (event, peer) in batch.iter().zip(peers) {
+                self.on_event(event, peer);
+            }
+            batch = next;
+        }
+        Ok(())
+    }
+
+    fn on_event(&self, event: &Event, peer: Option<std::net::SocketAddr>) {
+        if let Some(failure) = self.handshakes.borrow_mut().on_event(event, peer) {
+            self.log_failure(&failure);
+        }
         match event.kind {
-            EventKind::Accepted => debug!(peer = %event.endpoint, "TCP connection accepted."),
+            EventKind::Accepted => {
+                Stats::bump(&self.stats.connections_accepted);
+                debug!(peer = %show(peer), fd = event.value, "TCP connection accepted.");
+            }
             EventKind::HandshakeSucceeded => {
                 debug!(peer = %event.endpoint, "CURVE handshake done.")
             }
@@ -355,21 +356,42 @@ impl Router {
                     _ => 3,
                 };
                 Stats::bump(&self.stats.handshake_reasons[reason]);
-                // A misconfigured agent retries every few seconds: say it
-                // once a minute, with how many were not logged.
-                if let Some(suppressed) = self.failure_log.allow(Instant::now()) {
-                    warn!(
-                        endpoint = %event.endpoint,
-                        reason = %event.describe(),
-                        suppressed,
-                        "CURVE handshake failed (an agent with a wrong collector key, or not a curvemon agent)."
-                    );
-                }
             }
-            EventKind::Disconnected => debug!(peer = %event.endpoint, "Connection closed."),
+            EventKind::Disconnected => debug!(fd = event.value, "Connection closed."),
             _ => {}
         }
     }
+
+    /// A misconfigured agent retries every few seconds: each peer and kind
+    /// of failure is logged once a minute, with how many were held back.
+    fn log_failure(&self, failure: &Failure) {
+        let ip = failure.peer.map(|p| p.ip());
+        if let Some(suppressed) =
+            self.failure_log.borrow_mut().allow(ip, failure.event.value, Instant::now())
+        {
+            warn!(
+                peer = %show(failure.peer),
+                endpoint = %failure.event.endpoint,
+                reason = %failure.event.describe(),
+                suppressed,
+                "CURVE handshake failed (an agent with a wrong collector key, or not a curvemon agent)."
+            );
+        }
+    }
+}
+
+/// Every monitor event waiting now.
+fn drain(monitor: &zmq::Socket) -> zmq::Result<Vec<Event>> {
+    let mut events = Vec::new();
+    while let Some(event) = curvemon_link::read_event(monitor)? {
+        events.push(event);
+    }
+    Ok(events)
+}
+
+/// A peer address for logs.
+fn show(peer: Option<std::net::SocketAddr>) -> String {
+    peer.map_or_else(|| "unknown".into(), |p| p.to_string())
 }
 
 /// The registry's changes as stream events (built under its lock, published

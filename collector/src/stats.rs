@@ -17,6 +17,8 @@ pub struct Stats {
     pub decode_errors: AtomicU64,
     /// Frames of another protocol version (answered with a reject).
     pub version_mismatches: AtomicU64,
+    /// TCP connections accepted on the agent socket (before any handshake).
+    pub connections_accepted: AtomicU64,
     /// CURVE handshakes that failed (wrong server key, NULL mechanism, ...).
     pub handshake_failures: AtomicU64,
     /// Agents refused by the allowlist.
@@ -48,6 +50,7 @@ pub struct StatsSnapshot {
     pub bytes_received: u64,
     pub decode_errors: u64,
     pub version_mismatches: u64,
+    pub connections_accepted: u64,
     pub handshake_failures: u64,
     pub agents_refused: u64,
     pub replies_dropped: u64,
@@ -70,6 +73,7 @@ impl Stats {
             bytes_received: get(&self.bytes_received),
             decode_errors: get(&self.decode_errors),
             version_mismatches: get(&self.version_mismatches),
+            connections_accepted: get(&self.connections_accepted),
             handshake_failures: get(&self.handshake_failures),
             agents_refused: get(&self.agents_refused),
             replies_dropped: get(&self.replies_dropped),

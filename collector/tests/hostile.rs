@@ -105,3 +105,73 @@ fn an_oversized_frame_is_refused_before_it_is_buffered() {
     assert!(frames_after > frames_before);
     assert_eq!(fleet.stats()["decode_errors"], 0, "never handed to the decoder");
 }
+
+/// A ZMTP 3.0 greeting (RFC 23) offering `mechanism`, as a client.
+fn greeting(mechanism: &str) -> Vec<u8> {
+    let mut g = vec![0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0x7F, 3, 0];
+    let mut name = mechanism.as_bytes().to_vec();
+    name.resize(20, 0);
+    g.extend_from_slice(&name);
+    g.push(0); // as-server: no
+    g.resize(64, 0);
+    g
+}
+
+/// A CURVE HELLO (RFC 26) whose signature box is garbage: the server
+/// cannot open it.
+fn bogus_hello() -> Vec<u8> {
+    let mut body = b"\x05HELLO\x01\x00".to_vec();
+    body.resize(8 + 72, 0);
+    body.extend((0..32 + 8 + 80).map(|i| i as u8));
+    let mut frame = vec![0x04, u8::try_from(body.len()).unwrap()];
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Connects over plain TCP and waits until the collector has seen the
+/// connection, so that what follows is a failure of a known peer.
+fn connect_seen(fleet: &Fleet) -> std::net::TcpStream {
+    let before = metric(fleet, "curvemon_collector_connections_accepted_total", &[]);
+    let stream = std::net::TcpStream::connect(("127.0.0.1", fleet.zmq_port)).unwrap();
+    wait_for("the collector to see the connection", LIMIT, || {
+        (metric(fleet, "curvemon_collector_connections_accepted_total", &[]) > before).then_some(())
+    });
+    stream
+}
+
+#[test]
+fn handshake_failures_are_logged_with_the_peer_address() {
+    use std::io::Write;
+    let ctx = zmq::Context::new();
+    let (fleet, collector, _agent, _raw, _) = honest_fleet(&ctx);
+    let cases = [
+        ("NULL mechanism", greeting("NULL"), "mechanism mismatch", "mechanism_mismatch"),
+        (
+            "wrong server key",
+            [greeting("CURVE"), bogus_hello()].concat(),
+            "cryptographic error",
+            "cryptographic",
+        ),
+    ];
+    for (what, bytes, words, reason) in cases {
+        let before =
+            metric(&fleet, "curvemon_collector_handshake_failures_total", &[("reason", reason)]);
+        let mut stream = connect_seen(&fleet);
+        let peer = stream.local_addr().unwrap().to_string();
+        stream.write_all(&bytes).unwrap();
+        wait_for(&format!("the {what} failure logged with {peer}"), LIMIT, || {
+            collector
+                .log()
+                .lines()
+                .any(|l| {
+                    l.contains("CURVE handshake failed") && l.contains(&peer) && l.contains(words)
+                })
+                .then_some(())
+        });
+        let after =
+            metric(&fleet, "curvemon_collector_handshake_failures_total", &[("reason", reason)]);
+        assert_eq!(after, before + 1.0, "{what}: counted once under {reason}");
+    }
+    honest_agent_unaffected(&fleet);
+    assert_eq!(fleet.stats()["decode_errors"], 0);
+}
