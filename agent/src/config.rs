@@ -93,8 +93,8 @@ impl Config {
     }
 }
 
-/// Turns `host`, `host:port`, `[v6]:port` or `tcp://host:port` into a zmq
-/// endpoint.
+/// Turns `host`, `host:port`, `[v6]:port` or `tcp://host:port` into a
+/// `tcp://host:port` endpoint.
 ///
 /// # Errors
 /// Another scheme, an empty host, or a port that is not 1–65535.

@@ -1,12 +1,12 @@
 //! The curvemon agent as a library, so that its parts can be tested alone.
 //!
 //! The agent is one thread with one event loop ([`run`]): it owns the
-//! DEALER socket, its monitor socket and the signal pipe, polls them
-//! together, samples `/proc` on its interval and decides, through the pure
+//! connection to the collector (ZMTP with CURVE, from the zmtp crate; no
+//! libzmq, no I/O thread) and the signal pipe, polls them together, samples
+//! `/proc` on its interval and decides, through the pure
 //! [`session::Session`], when the link has gone quiet and must be rebuilt.
-//! One thread is enough: a full collection of the issue-2 families takes well
-//! under a millisecond, and zmq sockets must stay on the thread that made
-//! them anyway.
+//! One thread is enough: a full collection of the default families takes
+//! well under a millisecond.
 //!
 //! Layout:
 //! - [`cli`] and [`config`]: flags, and the validated values `run` takes.
@@ -15,7 +15,7 @@
 //! - [`sampler`]: runs the collectors and lays out the schema and values.
 //! - [`model`]: the host inventory sent on request.
 //! - [`session`] and [`backoff`]: pure decisions about the link.
-//! - [`run`]: the socket, the loop and shutdown.
+//! - [`run`]: the connection, the loop and shutdown.
 //! - [`signals`]: SIGTERM and SIGINT as a pollable file descriptor.
 
 pub mod backoff;

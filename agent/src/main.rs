@@ -54,14 +54,22 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
 /// Logs go to stderr; under systemd (JOURNAL_STREAM set) without timestamps,
 /// which journald adds itself.
 fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::{EnvFilter, fmt};
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    use tracing_subscriber::{
+        filter::Targets, fmt, layer::SubscriberExt as _, util::SubscriberInitExt as _,
+    };
+    // `Targets` ("info", "warn,curvemon_agent=debug") rather than EnvFilter:
+    // the same RUST_LOG levels without a regex engine in every agent.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| spec.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let layer = fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let registry = tracing_subscriber::registry().with(filter);
     match (format, journald) {
-        (LogFormat::Json, _) => builder.json().init(),
-        (LogFormat::Text, true) => builder.without_time().init(),
-        (LogFormat::Text, false) => builder.init(),
+        (LogFormat::Json, _) => registry.with(layer.json()).init(),
+        (LogFormat::Text, true) => registry.with(layer.without_time()).init(),
+        (LogFormat::Text, false) => registry.with(layer).init(),
     }
 }

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use regex::Regex;
+use regex_lite::Regex;
 use serde::Deserialize;
 use thiserror::Error;
 use toml::Spanned;

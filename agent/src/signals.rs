@@ -4,7 +4,7 @@
 use std::{
     io::{self, Read},
     os::{
-        fd::{AsRawFd, RawFd},
+        fd::{AsFd, BorrowedFd},
         unix::net::UnixStream,
     },
     sync::{
@@ -43,8 +43,8 @@ impl Signals {
     }
 
     /// The descriptor that becomes readable when a signal arrives.
-    pub fn fd(&self) -> RawFd {
-        self.wake.as_raw_fd()
+    pub fn borrow_fd(&self) -> BorrowedFd<'_> {
+        self.wake.as_fd()
     }
 
     /// The signal received, if any (draining the wake-up bytes).

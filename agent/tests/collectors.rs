@@ -257,7 +257,7 @@ fn disks_without_partitions_loop_or_zram() {
         value(&f, "node_disk_io_time_weighted_seconds_total", &[("device", "vda")]),
         188.657
     );
-    let all = collect(&mut collectors::Disk::new(regex::Regex::new("^$").unwrap()), "proc");
+    let all = collect(&mut collectors::Disk::new(regex_lite::Regex::new("^$").unwrap()), "proc");
     assert_eq!(all[0].series.len(), 10, "with no exclusion every device is reported");
 }
 
@@ -402,7 +402,7 @@ fn process_groups_by_cmdline_name_and_unit() {
         |name: &str, comm: &[&str], cmdline: Option<&str>, unit: Option<&str>| ProcessGroup {
             name: name.into(),
             comm: comm.iter().map(|s| s.to_string()).collect(),
-            cmdline: cmdline.map(|c| regex::Regex::new(c).unwrap()),
+            cmdline: cmdline.map(|c| regex_lite::Regex::new(c).unwrap()),
             pidfile: None,
             unit: unit.map(str::to_string),
         };

@@ -4,7 +4,7 @@
 
 use curvemon_protocol::Kind;
 use procfs::DiskStats;
-use regex::Regex;
+use regex_lite::Regex;
 
 use super::{Collector, FamilySample, label};
 use crate::roots::{FileCache, ProcReadError, Roots};

@@ -27,7 +27,7 @@ use std::{
 
 use curvemon_protocol::Kind;
 use procfs::{FromRead, process::MountInfos};
-use regex::Regex;
+use regex_lite::Regex;
 use tracing::warn;
 
 use super::{Collector, FamilySample, label};

@@ -8,7 +8,7 @@
 use std::{borrow::Cow, collections::HashMap, path::PathBuf, sync::OnceLock};
 
 use curvemon_protocol::Kind;
-use regex::Regex;
+use regex_lite::Regex;
 
 use super::{Collector, FamilySample};
 use crate::roots::{FileCache, ProcReadError, Roots};
