@@ -338,7 +338,7 @@ impl Agent {
 
     /// Logs a link failure at error level the first time, and repeats of the
     /// same failure once a minute, so a misconfigured agent does not flood
-    /// the journal while libzmq retries.
+    /// the journal while it retries.
     fn link_failure(&mut self, message: String) {
         let now = Instant::now();
         let repeat = self.last_failure.as_ref().is_some_and(|(last, at)| {

@@ -1,7 +1,8 @@
-//! The libzmq plumbing that the agent and the collector share: checking that
-//! the linked libzmq can do CURVE, putting keys on sockets, and decoding
-//! socket monitor events (how a failed handshake becomes a log line instead
-//! of silence).
+//! The collector's libzmq plumbing (also used by tests that play agents
+//! with raw libzmq sockets): checking that the linked libzmq can do CURVE,
+//! putting keys on sockets, and decoding socket monitor events (how a
+//! failed handshake becomes a log line instead of silence). The agent does
+//! not use libzmq; see the zmtp crate.
 //!
 //! It owns no sockets and no threads; each binary's socket thread does.
 

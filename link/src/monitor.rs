@@ -71,7 +71,7 @@ const EVENT_HANDSHAKE_SUCCEEDED: u16 = 0x1000;
 const EVENT_HANDSHAKE_FAILED_PROTOCOL: u16 = 0x2000;
 const EVENT_HANDSHAKE_FAILED_AUTH: u16 = 0x4000;
 
-/// The events both binaries care about.
+/// The events the collector (and tests playing agents) care about.
 const WATCHED: u16 = EVENT_CONNECTED
     | EVENT_CONNECT_RETRIED
     | EVENT_ACCEPTED

@@ -97,25 +97,27 @@ fn messages_go_both_ways_with_the_key_authenticated() {
     }
 }
 
+/// How connecting fails against a ROUTER whose ZAP handler answers
+/// `status`, holding the expected key or (`impostor`) another one.
+fn connect_error(status: &'static str, impostor: bool) -> ZmtpError {
+    let ctx = zmq::Context::new();
+    let _zap = zap(&ctx, status);
+    let (server, other, agent) =
+        (KeyPair::generate().unwrap(), KeyPair::generate().unwrap(), KeyPair::generate().unwrap());
+    let (_router, endpoint) = router(&ctx, if impostor { &other } else { &server });
+    Client::connect(&endpoint, keys(&agent, &server), &options()).err().unwrap()
+}
+
 #[test]
 fn a_server_with_another_key_is_not_trusted() {
-    let ctx = zmq::Context::new();
-    let _zap = zap(&ctx, "200");
-    let (server, impostor, agent) =
-        (KeyPair::generate().unwrap(), KeyPair::generate().unwrap(), KeyPair::generate().unwrap());
-    let (_router, endpoint) = router(&ctx, &impostor);
-    let error = Client::connect(&endpoint, keys(&agent, &server), &options()).err().unwrap();
     // libzmq cannot open our HELLO and hangs up.
+    let error = connect_error("200", true);
     assert!(matches!(error, ZmtpError::Closed(_)), "{error}");
 }
 
 #[test]
 fn a_refusal_by_zap_is_reported_as_such() {
-    let ctx = zmq::Context::new();
-    let _zap = zap(&ctx, "400");
-    let (server, agent) = (KeyPair::generate().unwrap(), KeyPair::generate().unwrap());
-    let (_router, endpoint) = router(&ctx, &server);
-    let error = Client::connect(&endpoint, keys(&agent, &server), &options()).err().unwrap();
+    let error = connect_error("400", false);
     assert!(matches!(error, ZmtpError::Refused(_)), "{error}");
 }
 
