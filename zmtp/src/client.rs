@@ -409,3 +409,19 @@ impl Client {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_name_a_host_and_a_port() {
+        let parse = |e: &str| parse_endpoint(e).ok();
+        assert_eq!(parse("tcp://collector.example:5556"), Some(("collector.example".into(), 5556)));
+        assert_eq!(parse("tcp://[::1]:7000"), Some(("::1".into(), 7000)));
+        assert_eq!(parse("tcp://10.0.0.1:1"), Some(("10.0.0.1".into(), 1)));
+        for bad in ["collector:5556", "tcp://:5556", "tcp://host", "tcp://host:port", "ipc://x:1"] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
+}
