@@ -15,8 +15,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     if cli.run.list_collectors {
+        use curvemon_agent::options::DEFAULT_INTERVALS;
         for (name, default, reads) in curvemon_agent::collectors::CATALOG {
-            println!("{name:<11} {:<4} {reads}", if *default { "on" } else { "off" });
+            let every = DEFAULT_INTERVALS.iter().find(|(n, _)| n == name).map_or_else(
+                || "every sample".to_string(),
+                |(_, d)| format!("every {}", humantime::format_duration(*d)),
+            );
+            println!("{name:<11} {:<4} {every:<13} {reads}", if *default { "on" } else { "off" });
         }
         return ExitCode::SUCCESS;
     }

@@ -28,6 +28,27 @@ pub const DEFAULT_NETWORK_EXCLUDE: &str = r"^(lo|veth.*)$";
 /// How long one `statvfs` may take before its mount is reported as stuck.
 pub const DEFAULT_FS_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Families read less often than every sample unless `[intervals]` says
+/// otherwise: they change slowly or are charted at Prometheus's pace, and
+/// reading them every second would be most of the agent's CPU (netstat's
+/// three files alone are a third of a collection). What the dashboard
+/// charts live (cpu, memory, load, disk, network) and uptime run every
+/// sample.
+pub const DEFAULT_INTERVALS: &[(&str, Duration)] = &[
+    // PSI's own averages span 10 s and more; the kernel updates them every 2 s.
+    ("pressure", Duration::from_secs(10)),
+    ("vmstat", Duration::from_secs(10)),
+    ("filesystem", Duration::from_secs(10)),
+    ("netstat", Duration::from_secs(10)),
+    ("sockstat", Duration::from_secs(10)),
+    ("tcpstat", Duration::from_secs(10)),
+    ("filefd", Duration::from_secs(10)),
+    ("entropy", Duration::from_secs(10)),
+    ("processes", Duration::from_secs(10)),
+    ("cgroups", Duration::from_secs(10)),
+    ("process", Duration::from_secs(10)),
+];
+
 /// A config file error: where, and what was expected.
 #[derive(Debug, Error)]
 #[error("{}:{line}: {message}", path.display())]
@@ -59,6 +80,8 @@ pub struct Options {
     pub cgroup_parents: Vec<String>,
     /// Named process groups.
     pub process_groups: Vec<ProcessGroup>,
+    /// Per-family intervals from `[intervals]`, over [`DEFAULT_INTERVALS`].
+    pub intervals: Vec<(String, Duration)>,
 }
 
 /// A group of processes the operator names; matches if any matcher does.
@@ -88,7 +111,21 @@ impl Default for Options {
             network_exclude: re(DEFAULT_NETWORK_EXCLUDE),
             cgroup_parents: vec!["system.slice".into(), "machine.slice".into()],
             process_groups: Vec::new(),
+            intervals: Vec::new(),
         }
+    }
+}
+
+impl Options {
+    /// How many samples apart `family` is read when the agent samples every
+    /// `interval`: its own interval (configured, else the default, else
+    /// every sample) in whole samples, rounded up.
+    pub fn every(&self, family: &str, interval: Duration) -> u32 {
+        let configured = self.intervals.iter().find(|(name, _)| name == family).map(|(_, d)| *d);
+        let default = DEFAULT_INTERVALS.iter().find(|(name, _)| *name == family).map(|(_, d)| *d);
+        let Some(wanted) = configured.or(default) else { return 1 };
+        let interval = interval.as_nanos().max(1);
+        u32::try_from(wanted.as_nanos().div_ceil(interval)).unwrap_or(u32::MAX).max(1)
     }
 }
 
@@ -101,6 +138,7 @@ struct FileText {
     network: NetworkSection,
     cgroups: CgroupSection,
     process: Vec<Spanned<ProcessSection>>,
+    intervals: std::collections::BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -230,7 +268,36 @@ impl Options {
                 unit: section.unit.clone(),
             });
         }
+        let mut intervals = Vec::new();
+        for (family, value) in &file.intervals {
+            let start = value.span().start;
+            if !crate::collectors::CATALOG.iter().any(|(name, _, _)| name == family) {
+                let known: Vec<&str> =
+                    crate::collectors::CATALOG.iter().map(|(n, _, _)| *n).collect();
+                return Err(at(
+                    start,
+                    format!(
+                        "[intervals]: unknown collector {family:?}; expected one of {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            let duration = humantime::parse_duration(value.get_ref()).map_err(|e| {
+                at(
+                    start,
+                    format!("[intervals] {family}: expected a duration such as 1s or 30s: {e}"),
+                )
+            })?;
+            if duration.is_zero() {
+                return Err(at(
+                    start,
+                    format!("[intervals] {family}: expected a duration above zero"),
+                ));
+            }
+            intervals.push((family.clone(), duration));
+        }
         Ok(Options {
+            intervals,
             collectors: file.collectors,
             disk_exclude: pattern(&file.disk.exclude, &defaults.disk_exclude, "exclude")?,
             mount_exclude: pattern(
@@ -333,5 +400,32 @@ unit = "nginx.service"
         let path = dir.path().join("agent.toml");
         assert!(Options::load(&path, false).is_ok());
         assert!(Options::load(&path, true).unwrap_err().to_string().contains("agent.toml:0:"));
+    }
+
+    #[test]
+    fn intervals_override_the_defaults_in_whole_samples() {
+        let second = Duration::from_secs(1);
+        let defaults = Options::default();
+        assert_eq!(defaults.every("cpu", second), 1, "live families every sample");
+        assert_eq!(defaults.every("netstat", second), 10);
+        assert_eq!(defaults.every("netstat", Duration::from_millis(200)), 50);
+        assert_eq!(defaults.every("netstat", Duration::from_secs(15)), 1, "never below one");
+        let o = parse("[intervals]\nnetstat = \"1s\"\ncpu = \"2500ms\"\n").unwrap();
+        assert_eq!(o.every("netstat", second), 1);
+        assert_eq!(o.every("cpu", second), 3, "rounded up to whole samples");
+        assert_eq!(o.every("vmstat", second), 10, "untouched families keep their default");
+    }
+
+    #[test]
+    fn bad_intervals_name_the_line_and_what_was_expected() {
+        let e = parse("[disk]\n\n[intervals]\nnetstatt = \"10s\"\n").unwrap_err();
+        assert!(e.starts_with("/etc/curvemon/agent.toml:4: [intervals]: unknown collector \"netstatt\"; expected one of cpu,"), "{e}");
+        let e = parse("[intervals]\nvmstat = \"soon\"\n").unwrap_err();
+        assert!(
+            e.starts_with("/etc/curvemon/agent.toml:2: [intervals] vmstat: expected a duration"),
+            "{e}"
+        );
+        let e = parse("[intervals]\nvmstat = \"0s\"\n").unwrap_err();
+        assert!(e.contains(":2: [intervals] vmstat: expected a duration above zero"), "{e}");
     }
 }

@@ -83,7 +83,8 @@ pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
         "Starting agent."
     );
 
-    let sampler = Sampler::new(collectors::build(&config.collectors, &config.options));
+    let sampler = Sampler::new(collectors::build(&config.collectors, &config.options))
+        .with_cadence(|name| config.options.every(name, config.interval));
     let mut agent = Agent {
         interval_ms: u32::try_from(config.interval.as_millis()).unwrap_or(u32::MAX),
         config,

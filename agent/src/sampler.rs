@@ -5,6 +5,11 @@
 //! itself (owned names and labels) is rebuilt only when that revision
 //! changes, so a steady-state sample allocates little more than its values.
 //!
+//! A collector may run every few samples only (its cadence, from the
+//! config file's `[intervals]`): in between, the sample carries its last
+//! values again, read when it last ran, as a scrape-based system would
+//! show them. The first sample runs every collector.
+//!
 //! A collector that fails keeps its families in the schema with NaN values
 //! (so one flaky file does not churn schema revisions), and its success and
 //! duration are reported as metrics of their own, as node_exporter does.
@@ -47,12 +52,16 @@ struct Slot {
     last_ok: Option<Vec<FamilySample>>,
     failing: bool,
     seconds: f64,
+    /// Runs on every `every`-th sample.
+    every: u64,
 }
 
 /// The set of enabled collectors and what they last produced.
 pub struct Sampler {
     slots: Vec<Slot>,
     schema: Option<(u64, Arc<Vec<Family>>)>,
+    /// Samples taken so far.
+    taken: u64,
 }
 
 impl Sampler {
@@ -60,9 +69,25 @@ impl Sampler {
     pub fn new(collectors: Vec<Box<dyn Collector>>) -> Self {
         let slots = collectors
             .into_iter()
-            .map(|collector| Slot { collector, last_ok: None, failing: false, seconds: 0.0 })
+            .map(|collector| Slot {
+                collector,
+                last_ok: None,
+                failing: false,
+                seconds: 0.0,
+                every: 1,
+            })
             .collect();
-        Sampler { slots, schema: None }
+        Sampler { slots, schema: None, taken: 0 }
+    }
+
+    /// Sets each collector's cadence: it runs on every `every(name)`-th
+    /// sample (at least every one).
+    #[must_use]
+    pub fn with_cadence(mut self, every: impl Fn(&str) -> u32) -> Self {
+        for slot in &mut self.slots {
+            slot.every = u64::from(every(slot.collector.name()).max(1));
+        }
+        self
     }
 
     /// Names of the collectors, in order.
@@ -72,7 +97,12 @@ impl Sampler {
 
     /// Runs every collector once.
     pub fn sample(&mut self, roots: &Roots) -> Sample {
+        let taken = self.taken;
+        self.taken += 1;
         for slot in &mut self.slots {
+            if taken % slot.every != 0 {
+                continue;
+            }
             let name = slot.collector.name();
             let started = Instant::now();
             let result = slot.collector.collect(roots);

@@ -210,6 +210,43 @@ fn a_failing_collector_keeps_its_layout_and_reports_failure() {
     assert_eq!(&failing.values[success..success + 4], &[1.0, 1.0, 0.0, 1.0]);
 }
 
+#[test]
+fn a_slow_family_is_read_on_its_cadence_and_held_in_between() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("sys/fs")).unwrap();
+    std::fs::write(dir.path().join("sys/fs/file-nr"), "383\t0\t2466177\n").unwrap();
+    let root = Roots::with_system_info(
+        dir.path(),
+        ExplicitSystemInfo {
+            boot_time_secs: 0,
+            ticks_per_second: 100,
+            page_size: 4096,
+            is_little_endian: true,
+        },
+    );
+    let mut sampler = Sampler::new(vec![
+        Box::new(collectors::Load::default()),
+        Box::new(collectors::Filefd::default()),
+    ])
+    .with_cadence(|name| if name == "filefd" { 3 } else { 1 });
+    let at = |sample: &curvemon_agent::sampler::Sample, name: &str| {
+        let i = sample.families().iter().position(|f| f.name == name).unwrap();
+        sample.values[sample.families()[..i].iter().map(|f| f.series.len()).sum::<usize>()]
+    };
+    let mut seen = Vec::new();
+    for n in 0..7 {
+        // Both files change before every sample (rewritten in place).
+        std::fs::write(dir.path().join("sys/fs/file-nr"), format!("{}\t0\t2466177\n", 400 + n))
+            .unwrap();
+        std::fs::write(dir.path().join("loadavg"), format!("{n}.00 0.00 0.00 1/80 1\n")).unwrap();
+        let sample = sampler.sample(&root);
+        assert_eq!(at(&sample, "node_load1"), f64::from(n), "load runs every sample");
+        seen.push(at(&sample, "node_filefd_allocated"));
+    }
+    // filefd runs on samples 0, 3 and 6 and repeats its last value between.
+    assert_eq!(seen, [400.0, 400.0, 400.0, 403.0, 403.0, 403.0, 406.0]);
+}
+
 fn names(f: &[FamilySample]) -> Vec<&str> {
     f.iter().map(|x| x.name.as_ref()).collect()
 }

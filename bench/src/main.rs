@@ -7,9 +7,11 @@
 //!
 //! Part 2, whole processes: the release agent at a 1 s interval reporting
 //! to a release collector, and node_exporter scraped once a second, for
-//! `--seconds` (60 by default). CPU is utime+stime from /proc/<pid>/stat over
-//! the window; memory is VmRSS from /proc/<pid>/status, sampled each second
-//! (the median of the second half is the steady figure).
+//! `--seconds` (60 by default); then, in a second window of the same length,
+//! an agent that reads every family every second, beside node_exporter
+//! again. CPU is every thread's run time from /proc/<pid>/task/*/schedstat
+//! over the window; memory is VmRSS from /proc/<pid>/status, sampled each
+//! second (the median of the second half is the steady figure).
 //!
 //! Exits 1 if the agent's CPU is more than 1/20 of node_exporter's, or its
 //! resident memory more than 1/4.
@@ -86,6 +88,40 @@ fn process_cpu_now() -> f64 {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// CPU and memory of an agent and node_exporter over one window.
+struct Window {
+    seconds: f64,
+    agent_cpu: f64,
+    ne_cpu: f64,
+    /// Medians of the window's second half.
+    agent_rss: f64,
+    ne_rss: f64,
+}
+
+/// Scrapes node_exporter once a second for `seconds` while reading both
+/// processes' CPU (start and end) and resident memory (each second).
+fn window(agent_pid: u32, ne_pid: u32, ne_url: &str, seconds: u64) -> anyhow::Result<Window> {
+    let (agent_cpu0, ne_cpu0) = (cpu_seconds(agent_pid)?, cpu_seconds(ne_pid)?);
+    let started = Instant::now();
+    let (mut agent_rss, mut ne_rss) = (Vec::new(), Vec::new());
+    for second in 0..seconds {
+        let tick = started + Duration::from_secs(second + 1);
+        get(ne_url)?;
+        if second >= seconds / 2 {
+            agent_rss.push(rss_bytes(agent_pid)?);
+            ne_rss.push(rss_bytes(ne_pid)?);
+        }
+        std::thread::sleep(tick.saturating_duration_since(Instant::now()));
+    }
+    Ok(Window {
+        seconds: started.elapsed().as_secs_f64(),
+        agent_cpu: cpu_seconds(agent_pid)? - agent_cpu0,
+        ne_cpu: cpu_seconds(ne_pid)? - ne_cpu0,
+        agent_rss: median(agent_rss),
+        ne_rss: median(ne_rss),
+    })
 }
 
 struct Killed(Child);
@@ -248,6 +284,18 @@ fn run(bin_dir: &Path, node_exporter: &Path, work: &Path, seconds: u64) -> anyho
     let keys_s = keys.to_str().context("path")?;
     quiet(&collector_bin, &["keygen", "--keys", keys_s])?;
     quiet(&agent_bin, &["keygen", "--keys", keys_s])?;
+    // A second agent, with its own key, that reads every family every
+    // second: what the default cadences save, measured in the same window.
+    let keys_all = work.join("keys-every-family");
+    let keys_all_s = keys_all.to_str().context("path")?;
+    quiet(&agent_bin, &["keygen", "--keys", keys_all_s])?;
+    std::fs::copy(keys.join("collector.key"), keys_all.join("collector.key"))?;
+    let every_family = work.join("every-family.toml");
+    let intervals: String = curvemon_agent::options::DEFAULT_INTERVALS
+        .iter()
+        .map(|(family, _)| format!("{family} = \"1s\"\n"))
+        .collect();
+    std::fs::write(&every_family, format!("[intervals]\n{intervals}"))?;
     let (zmq_port, http_port) = (free_port()?, free_port()?);
     let listen = format!("tcp://127.0.0.1:{zmq_port}");
     let http = format!("127.0.0.1:{http_port}");
@@ -263,44 +311,59 @@ fn run(bin_dir: &Path, node_exporter: &Path, work: &Path, seconds: u64) -> anyho
     )?;
     let hosts_url = format!("http://{http}/api/hosts");
     wait_until("the agent to report", || get(&hosts_url).is_ok_and(|b| b.contains("\"seq\"")))?;
+    let default = window(agent.0.id(), ne.0.id(), &ne_url, seconds)?;
+    drop(agent);
 
-    let (agent_pid, ne_pid) = (agent.0.id(), ne.0.id());
-    let (agent_cpu0, ne_cpu0) = (cpu_seconds(agent_pid)?, cpu_seconds(ne_pid)?);
-    let started = Instant::now();
-    let (mut agent_rss, mut ne_rss) = (Vec::new(), Vec::new());
-    for second in 0..seconds {
-        let tick = started + Duration::from_secs(second + 1);
-        get(&ne_url)?;
-        if second >= seconds / 2 {
-            agent_rss.push(rss_bytes(agent_pid)?);
-            ne_rss.push(rss_bytes(ne_pid)?);
-        }
-        std::thread::sleep(tick.saturating_duration_since(Instant::now()));
-    }
-    let window = started.elapsed().as_secs_f64();
-    let agent_cpu = cpu_seconds(agent_pid)? - agent_cpu0;
-    let ne_cpu = cpu_seconds(ne_pid)? - ne_cpu0;
-    let (agent_rss, ne_rss) = (median(agent_rss), median(ne_rss));
-    let cpu_ratio = agent_cpu / ne_cpu;
-    let rss_ratio = agent_rss / ne_rss;
-    println!(
-        "\n## {window:.0} s at 1 s (agent interval 1 s; node_exporter scraped once a second)\n"
-    );
+    // Then, alone in a second window, an agent that reads every family
+    // every second: what the default cadences save.
+    let all = spawn(
+        &agent_bin,
+        &[
+            "--keys",
+            keys_all_s,
+            "--interval",
+            "1s",
+            "--name",
+            "bench-every-family",
+            "--config",
+            every_family.to_str().context("path")?,
+            &listen,
+        ],
+        &work.join("agent-every-family.log"),
+    )?;
+    wait_until("the second agent to report", || {
+        get(&hosts_url)
+            .is_ok_and(|b| b.contains("bench-every-family") && b.matches("\"seq\"").count() >= 2)
+    })?;
+    let every = window(all.0.id(), ne.0.id(), &ne_url, seconds)?;
+
+    let cpu_ratio = default.agent_cpu / default.ne_cpu;
+    let rss_ratio = default.agent_rss / default.ne_rss;
+    println!("\n## {seconds} s at 1 s (agent interval 1 s; node_exporter scraped once a second)\n");
     println!("| | agent | node_exporter | ratio | target |");
     println!("|---|---|---|---|---|");
+    let ms = |cpu: f64, w: &Window| cpu / w.seconds * 1e3;
     println!(
-        "| CPU, whole process | {:.3} s ({:.2} ms/s) | {:.3} s ({:.2} ms/s) | 1/{:.1} | ≤ 1/20 |",
-        agent_cpu,
-        agent_cpu / window * 1e3,
-        ne_cpu,
-        ne_cpu / window * 1e3,
+        "| CPU, whole process (default cadences) | {:.3} s ({:.2} ms/s) | {:.3} s ({:.2} ms/s) | 1/{:.1} | ≤ 1/20 |",
+        default.agent_cpu,
+        ms(default.agent_cpu, &default),
+        default.ne_cpu,
+        ms(default.ne_cpu, &default),
         1.0 / cpu_ratio
     );
     println!(
         "| resident memory, steady | {:.1} MiB | {:.1} MiB | 1/{:.1} | ≤ 1/4 |",
-        agent_rss / 1048576.0,
-        ne_rss / 1048576.0,
+        default.agent_rss / 1048576.0,
+        default.ne_rss / 1048576.0,
         1.0 / rss_ratio
+    );
+    println!(
+        "| CPU, every family every second (`[intervals]` all 1 s; next window) | {:.3} s ({:.2} ms/s) | {:.3} s ({:.2} ms/s) | 1/{:.1} | |",
+        every.agent_cpu,
+        ms(every.agent_cpu, &every),
+        every.ne_cpu,
+        ms(every.ne_cpu, &every),
+        every.ne_cpu / every.agent_cpu
     );
     let mut failed = Vec::new();
     if cpu_ratio > 1.0 / 20.0 {

@@ -65,7 +65,19 @@ fn values_agree_with_node_exporter() {
     let fleet = Fleet::new();
     let keys = fleet.agent_keys("twin-of-node-exporter", true);
     let _collector = fleet.start_collector(&[], "collector.log");
-    let _agent = fleet.start_agent("twin-of-node-exporter", &keys, &["--interval", "500ms"]);
+    // Every family every sample, so that counters lag by one interval at
+    // most (by default the slow families are read every 10 s).
+    let config = fleet.path("agent.toml");
+    let every_sample: String = curvemon_agent::options::DEFAULT_INTERVALS
+        .iter()
+        .map(|(family, _)| format!("{family} = \"500ms\"\n"))
+        .collect();
+    std::fs::write(&config, format!("[intervals]\n{every_sample}")).unwrap();
+    let _agent = fleet.start_agent(
+        "twin-of-node-exporter",
+        &keys,
+        &["--interval", "500ms", "--config", config.to_str().unwrap()],
+    );
     let ne_port = free_port();
     let _ne = Proc::spawn(
         std::path::Path::new("/usr/bin/prometheus-node-exporter"),
