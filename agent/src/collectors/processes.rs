@@ -6,11 +6,9 @@
 //! node_exporter's `processes` collector expensive (and off by default).
 //!
 //! Listing /proc still costs about a microsecond per process in the kernel,
-//! the agent's most expensive read, so the process count is refreshed at
-//! most every [`PID_COUNT_EVERY`] and repeated in between; threads and
-//! limits are read every sample.
+//! one of the agent's most expensive reads, which is why this family's
+//! default cadence is 10 s (`options::DEFAULT_INTERVALS`).
 
-use std::path::PathBuf;
 
 use curvemon_protocol::Kind;
 use procfs::LoadAverage;
@@ -22,12 +20,8 @@ use crate::roots::{FileCache, ProcReadError, Roots};
 #[derive(Debug, Default)]
 pub struct Processes {
     files: FileCache,
-    /// The last process count, when it was taken, and under which root.
-    pids: Option<(std::time::Instant, PathBuf, f64)>,
 }
 
-/// How long a process count is reused.
-pub const PID_COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn count_pids(root: &std::path::Path) -> Result<f64, ProcReadError> {
     let entries = std::fs::read_dir(root)
@@ -49,19 +43,7 @@ impl Collector for Processes {
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-        let now = std::time::Instant::now();
-        let pids = match &self.pids {
-            Some((at, root, count))
-                if root == roots.root() && now.duration_since(*at) < PID_COUNT_EVERY =>
-            {
-                *count
-            }
-            _ => {
-                let count = count_pids(roots.root())?;
-                self.pids = Some((now, roots.root().to_path_buf(), count));
-                count
-            }
-        };
+                let pids = count_pids(roots.root())?;
         let load: LoadAverage = self.files.parse(roots.path("loadavg"))?;
         let max_processes = self.files.number(roots.path("sys/kernel/pid_max"))?;
         let max_threads = self.files.number(roots.path("sys/kernel/threads-max"))?;
