@@ -23,7 +23,18 @@ fn keys(ours: &KeyPair, server: &KeyPair) -> Keys {
 
 /// A CURVE ROUTER on a free loopback port, and its endpoint.
 fn router(ctx: &zmq::Context, server: &KeyPair) -> (zmq::Socket, String) {
+    router_with(ctx, server, |_| {})
+}
+
+/// The same, with more options set before the bind (libzmq copies a
+/// socket's options to its listener when it binds).
+fn router_with(
+    ctx: &zmq::Context,
+    server: &KeyPair,
+    configure: impl FnOnce(&zmq::Socket),
+) -> (zmq::Socket, String) {
     let mut socket = ctx.socket(zmq::ROUTER).unwrap();
+    configure(&socket);
     curvemon_link::apply_server(&mut socket, server).unwrap();
     socket.set_linger(0).unwrap();
     socket.set_rcvtimeo(10_000).unwrap();
@@ -154,4 +165,45 @@ fn nothing_listening_is_a_connect_error_and_an_interrupt_stops_the_wait() {
     let interrupted = Options { interrupt: Some(std::os::fd::AsFd::as_fd(&reader)), ..options() };
     let error = Client::connect(&endpoint, keys(&agent, &server), &interrupted).err().unwrap();
     assert!(matches!(error, ZmtpError::Interrupted), "{error}");
+}
+
+#[test]
+fn heartbeats_from_libzmq_are_answered_and_keep_the_connection() {
+    let ctx = zmq::Context::new();
+    let _zap = zap(&ctx, "200");
+    let (server, agent) = (KeyPair::generate().unwrap(), KeyPair::generate().unwrap());
+    // libzmq drops a peer that sends nothing for 300 ms after a PING.
+    let (router, endpoint) = router_with(&ctx, &server, |s| {
+        s.set_heartbeat_ivl(50).unwrap();
+        s.set_heartbeat_timeout(300).unwrap();
+    });
+    let monitor = curvemon_link::attach_monitor(&ctx, &router, "heartbeat").unwrap();
+    let mut client = Client::connect(&endpoint, keys(&agent, &server), &options()).unwrap();
+    assert!(client.send(b"hello").unwrap());
+    let routing = router.recv_msg(0).unwrap();
+    let _ = router.recv_msg(0).unwrap();
+
+    // Idle for ten heartbeat timeouts, answering only what libzmq sends.
+    let quiet_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < quiet_until {
+        assert_eq!(client.receive().unwrap(), None, "PINGs are not messages");
+        client.flush().unwrap();
+        let mut fds =
+            [rustix::event::PollFd::from_borrowed_fd(client.fd(), rustix::event::PollFlags::IN)];
+        rustix::event::poll(
+            &mut fds,
+            Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 20_000_000 }),
+        )
+        .unwrap();
+    }
+    while let Some(event) = curvemon_link::read_event(&monitor).unwrap() {
+        assert_ne!(
+            event.kind,
+            curvemon_link::EventKind::Disconnected,
+            "libzmq dropped us: {event:?}"
+        );
+    }
+    router.send(&routing[..], zmq::SNDMORE).unwrap();
+    router.send(&b"still here"[..], 0).unwrap();
+    assert_eq!(receive(&mut client), b"still here");
 }

@@ -9,7 +9,6 @@
 //! one of the agent's most expensive reads, which is why this family's
 //! default cadence is 10 s (`options::DEFAULT_INTERVALS`).
 
-
 use curvemon_protocol::Kind;
 use procfs::LoadAverage;
 
@@ -21,7 +20,6 @@ use crate::roots::{FileCache, ProcReadError, Roots};
 pub struct Processes {
     files: FileCache,
 }
-
 
 fn count_pids(root: &std::path::Path) -> Result<f64, ProcReadError> {
     let entries = std::fs::read_dir(root)
@@ -43,7 +41,7 @@ impl Collector for Processes {
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-                let pids = count_pids(roots.root())?;
+        let pids = count_pids(roots.root())?;
         let load: LoadAverage = self.files.parse(roots.path("loadavg"))?;
         let max_processes = self.files.number(roots.path("sys/kernel/pid_max"))?;
         let max_threads = self.files.number(roots.path("sys/kernel/threads-max"))?;
