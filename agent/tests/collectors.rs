@@ -18,8 +18,13 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn root(name: &str) -> Roots {
+    root_at(&fixture(name))
+}
+
+/// A root over any tree, with the fixture machine's system values.
+fn root_at(path: &std::path::Path) -> Roots {
     Roots::with_system_info(
-        fixture(name),
+        path,
         ExplicitSystemInfo {
             boot_time_secs: 0,
             ticks_per_second: 100,
@@ -27,6 +32,12 @@ fn root(name: &str) -> Roots {
             is_little_endian: true,
         },
     )
+}
+
+/// Where `family`'s first value is in a sample.
+fn index_of(sample: &curvemon_agent::sampler::Sample, family: &str) -> usize {
+    let i = sample.families().iter().position(|f| f.name == family).unwrap();
+    sample.families()[..i].iter().map(|f| f.series.len()).sum()
 }
 
 /// The value of `name` whose labels include all of `labels`.
@@ -176,15 +187,7 @@ fn a_failing_collector_keeps_its_layout_and_reports_failure() {
     for f in ["stat", "meminfo", "loadavg", "uptime"] {
         std::fs::copy(fixture("proc").join(f), dir.path().join(f)).unwrap();
     }
-    let root = Roots::with_system_info(
-        dir.path(),
-        ExplicitSystemInfo {
-            boot_time_secs: 0,
-            ticks_per_second: 100,
-            page_size: 4096,
-            is_little_endian: true,
-        },
-    );
+    let root = root_at(dir.path());
     let mut sampler = Sampler::new(vec![
         Box::new(collectors::Cpu::default()),
         Box::new(collectors::Memory::default()),
@@ -196,10 +199,7 @@ fn a_failing_collector_keeps_its_layout_and_reports_failure() {
     std::fs::write(dir.path().join("loadavg"), "garbage\n").unwrap();
     let failing = sampler.sample(&root);
     assert_eq!(failing.revision, healthy.revision, "layout kept while failing");
-    let at = |sample: &curvemon_agent::sampler::Sample, name: &str| {
-        let i = sample.families().iter().position(|f| f.name == name).unwrap();
-        sample.families()[..i].iter().map(|f| f.series.len()).sum::<usize>()
-    };
+    let at = index_of;
     assert!(failing.values[at(&failing, "node_load1")].is_nan());
     assert_eq!(
         failing.values[at(&failing, "node_memory_MemTotal_bytes")],
@@ -215,23 +215,14 @@ fn a_slow_family_is_read_on_its_cadence_and_held_in_between() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("sys/fs")).unwrap();
     std::fs::write(dir.path().join("sys/fs/file-nr"), "383\t0\t2466177\n").unwrap();
-    let root = Roots::with_system_info(
-        dir.path(),
-        ExplicitSystemInfo {
-            boot_time_secs: 0,
-            ticks_per_second: 100,
-            page_size: 4096,
-            is_little_endian: true,
-        },
-    );
+    let root = root_at(dir.path());
     let mut sampler = Sampler::new(vec![
         Box::new(collectors::Load::default()),
         Box::new(collectors::Filefd::default()),
     ])
     .with_cadence(|name| if name == "filefd" { 3 } else { 1 });
     let at = |sample: &curvemon_agent::sampler::Sample, name: &str| {
-        let i = sample.families().iter().position(|f| f.name == name).unwrap();
-        sample.values[sample.families()[..i].iter().map(|f| f.series.len()).sum::<usize>()]
+        sample.values[index_of(sample, name)]
     };
     let mut seen = Vec::new();
     for n in 0..7 {

@@ -342,29 +342,24 @@ fn run(bin_dir: &Path, node_exporter: &Path, work: &Path, seconds: u64) -> anyho
     println!("\n## {seconds} s at 1 s (agent interval 1 s; node_exporter scraped once a second)\n");
     println!("| | agent | node_exporter | ratio | target |");
     println!("|---|---|---|---|---|");
-    let ms = |cpu: f64, w: &Window| cpu / w.seconds * 1e3;
-    println!(
-        "| CPU, whole process (default cadences) | {:.3} s ({:.2} ms/s) | {:.3} s ({:.2} ms/s) | 1/{:.1} | ≤ 1/20 |",
-        default.agent_cpu,
-        ms(default.agent_cpu, &default),
-        default.ne_cpu,
-        ms(default.ne_cpu, &default),
-        1.0 / cpu_ratio
-    );
+    let cpu_row = |what: &str, w: &Window, target: &str| {
+        println!(
+            "| {what} | {:.3} s ({:.2} ms/s) | {:.3} s ({:.2} ms/s) | 1/{:.1} | {target} |",
+            w.agent_cpu,
+            w.agent_cpu / w.seconds * 1e3,
+            w.ne_cpu,
+            w.ne_cpu / w.seconds * 1e3,
+            w.ne_cpu / w.agent_cpu
+        );
+    };
+    cpu_row("CPU, whole process (default cadences)", &default, "≤ 1/20");
     println!(
         "| resident memory, steady | {:.1} MiB | {:.1} MiB | 1/{:.1} | ≤ 1/4 |",
         default.agent_rss / 1048576.0,
         default.ne_rss / 1048576.0,
         1.0 / rss_ratio
     );
-    println!(
-        "| CPU, every family every second (`[intervals]` all 1 s; next window) | {:.3} s ({:.2} ms/s) | {:.3} s ({:.2} ms/s) | 1/{:.1} | |",
-        every.agent_cpu,
-        ms(every.agent_cpu, &every),
-        every.ne_cpu,
-        ms(every.ne_cpu, &every),
-        every.ne_cpu / every.agent_cpu
-    );
+    cpu_row("CPU, every family every second (`[intervals]` all 1 s; next window)", &every, "");
     let mut failed = Vec::new();
     if cpu_ratio > 1.0 / 20.0 {
         failed.push(format!("CPU ratio 1/{:.1} misses 1/20", 1.0 / cpu_ratio));
