@@ -232,12 +232,8 @@ impl Agent {
                 PollFd::from_borrowed_fd(link.fd(), socket_events),
                 PollFd::from_borrowed_fd(signals.borrow_fd(), PollFlags::IN),
             ];
-            let timeout = Timespec::try_from(timeout.max(Duration::from_millis(1)))
-                .unwrap_or(Timespec { tv_sec: 1, tv_nsec: 0 });
-            match rustix::event::poll(&mut items, Some(&timeout)) {
-                Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(e).context("polling the collector socket"),
-            }
+            poll(&mut items, timeout.max(Duration::from_millis(1)))
+                .context("polling the collector socket")?;
             if let Some(reason) = signals.received() {
                 return Ok(Outcome::Shutdown(reason.to_string()));
             }
@@ -423,10 +419,16 @@ fn wait_for_signal(signals: &Signals, delay: Duration) -> anyhow::Result<Option<
             return Ok(None);
         }
         let mut items = [PollFd::from_borrowed_fd(signals.borrow_fd(), PollFlags::IN)];
-        let timeout = Timespec::try_from(left).unwrap_or(Timespec { tv_sec: 1, tv_nsec: 0 });
-        match rustix::event::poll(&mut items, Some(&timeout)) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e).context("waiting before reconnecting"),
-        }
+        poll(&mut items, left).context("waiting before reconnecting")?;
+    }
+}
+
+/// Waits up to `timeout` for any of `items`; a signal arriving (EINTR) is
+/// a normal wake-up, which the caller checks for.
+fn poll(items: &mut [PollFd<'_>], timeout: Duration) -> rustix::io::Result<()> {
+    let timeout = Timespec::try_from(timeout).unwrap_or(Timespec { tv_sec: 1, tv_nsec: 0 });
+    match rustix::event::poll(items, Some(&timeout)) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(e) => Err(e),
     }
 }
