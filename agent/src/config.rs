@@ -63,12 +63,8 @@ impl Config {
             Some(path) => Options::load(path, true)?,
             None => Options::load(std::path::Path::new(DEFAULT_CONFIG), false)?,
         };
-        let collectors = collectors::select(
-            args.collectors.as_deref(),
-            options.collectors.as_deref(),
-            &args.no_collector,
-        )
-        .map_err(anyhow::Error::msg)?;
+        let collectors =
+            collectors::select(args.collectors.as_deref(), &options, &args.no_collector)?;
         if collectors.is_empty() {
             bail!("no collector left to run; check --collectors and --no-collector");
         }

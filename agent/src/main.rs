@@ -15,13 +15,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     if cli.run.list_collectors {
-        use curvemon_agent::options::DEFAULT_INTERVALS;
-        for (name, default, reads) in curvemon_agent::collectors::CATALOG {
-            let every = DEFAULT_INTERVALS.iter().find(|(n, _)| n == name).map_or_else(
+        for spec in curvemon_agent::collectors::CATALOG {
+            let every = spec.every.map_or_else(
                 || "every sample".to_string(),
-                |(_, d)| format!("every {}", humantime::format_duration(*d)),
+                |d| format!("every {}", humantime::format_duration(d)),
             );
-            println!("{name:<11} {:<4} {every:<13} {reads}", if *default { "on" } else { "off" });
+            let on = if spec.default_on { "on" } else { "off" };
+            println!("{:<11} {on:<4} {every:<13} {}", spec.name, spec.reads);
         }
         return ExitCode::SUCCESS;
     }

@@ -28,27 +28,6 @@ pub const DEFAULT_NETWORK_EXCLUDE: &str = r"^(lo|veth.*)$";
 /// How long one `statvfs` may take before its mount is reported as stuck.
 pub const DEFAULT_FS_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Families read less often than every sample unless `[intervals]` says
-/// otherwise: they change slowly or are charted at Prometheus's pace, and
-/// reading them every second would be most of the agent's CPU (netstat's
-/// three files alone are a third of a collection). What the dashboard
-/// charts live (cpu, memory, load, disk, network) and uptime run every
-/// sample.
-pub const DEFAULT_INTERVALS: &[(&str, Duration)] = &[
-    // PSI's own averages span 10 s and more; the kernel updates them every 2 s.
-    ("pressure", Duration::from_secs(10)),
-    ("vmstat", Duration::from_secs(10)),
-    ("filesystem", Duration::from_secs(10)),
-    ("netstat", Duration::from_secs(10)),
-    ("sockstat", Duration::from_secs(10)),
-    ("tcpstat", Duration::from_secs(10)),
-    ("filefd", Duration::from_secs(10)),
-    ("entropy", Duration::from_secs(10)),
-    ("processes", Duration::from_secs(10)),
-    ("cgroups", Duration::from_secs(10)),
-    ("process", Duration::from_secs(10)),
-];
-
 /// A config file error: where, and what was expected.
 #[derive(Debug, Error)]
 #[error("{}:{line}: {message}", path.display())]
@@ -61,11 +40,25 @@ pub struct ConfigFileError {
     pub message: String,
 }
 
+/// A name from the config file and the line it is on, so that a name
+/// checked later (against the collector catalog) can still be reported
+/// with its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    /// The name as written.
+    pub name: String,
+    /// 1-based line.
+    pub line: usize,
+}
+
 /// The validated options every collector reads.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Collectors to run, if the file names them (flags override).
-    pub collectors: Option<Vec<String>>,
+    /// The file these came from (`None` for the defaults).
+    pub file: Option<PathBuf>,
+    /// Collectors to run, if the file names them (flags override); checked
+    /// against the catalog by [`crate::collectors::select`].
+    pub collectors: Option<Vec<Named>>,
     /// Block devices to skip.
     pub disk_exclude: Regex,
     /// Mount points to skip.
@@ -80,8 +73,9 @@ pub struct Options {
     pub cgroup_parents: Vec<String>,
     /// Named process groups.
     pub process_groups: Vec<ProcessGroup>,
-    /// Per-family intervals from `[intervals]`, over [`DEFAULT_INTERVALS`].
-    pub intervals: Vec<(String, Duration)>,
+    /// Per-collector intervals from `[intervals]`, over the catalog's
+    /// defaults; names checked by [`crate::collectors::select`].
+    pub intervals: Vec<(Named, Duration)>,
 }
 
 /// A group of processes the operator names; matches if any matcher does.
@@ -103,6 +97,7 @@ impl Default for Options {
     fn default() -> Self {
         let re = |p: &str| Regex::new(p).unwrap_or_else(|e| unreachable!("built-in pattern: {e}"));
         Options {
+            file: None,
             collectors: None,
             disk_exclude: re(DEFAULT_DISK_EXCLUDE),
             mount_exclude: re(DEFAULT_MOUNT_EXCLUDE),
@@ -117,22 +112,16 @@ impl Default for Options {
 }
 
 impl Options {
-    /// How many samples apart `family` is read when the agent samples every
-    /// `interval`: its own interval (configured, else the default, else
-    /// every sample) in whole samples, rounded up.
-    pub fn every(&self, family: &str, interval: Duration) -> u32 {
-        let configured = self.intervals.iter().find(|(name, _)| name == family).map(|(_, d)| *d);
-        let default = DEFAULT_INTERVALS.iter().find(|(name, _)| *name == family).map(|(_, d)| *d);
-        let Some(wanted) = configured.or(default) else { return 1 };
-        let interval = interval.as_nanos().max(1);
-        u32::try_from(wanted.as_nanos().div_ceil(interval)).unwrap_or(u32::MAX).max(1)
+    /// An error at `line` of the file these options came from.
+    pub fn error_at(&self, line: usize, message: String) -> ConfigFileError {
+        ConfigFileError { path: self.file.clone().unwrap_or_default(), line, message }
     }
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct FileText {
-    collectors: Option<Vec<String>>,
+    collectors: Option<Vec<Spanned<String>>>,
     disk: DiskSection,
     filesystem: FilesystemSection,
     network: NetworkSection,
@@ -268,20 +257,10 @@ impl Options {
                 unit: section.unit.clone(),
             });
         }
+        let line = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
         let mut intervals = Vec::new();
         for (family, value) in &file.intervals {
             let start = value.span().start;
-            if !crate::collectors::CATALOG.iter().any(|(name, _, _)| name == family) {
-                let known: Vec<&str> =
-                    crate::collectors::CATALOG.iter().map(|(n, _, _)| *n).collect();
-                return Err(at(
-                    start,
-                    format!(
-                        "[intervals]: unknown collector {family:?}; expected one of {}",
-                        known.join(", ")
-                    ),
-                ));
-            }
             let duration = humantime::parse_duration(value.get_ref()).map_err(|e| {
                 at(
                     start,
@@ -294,11 +273,18 @@ impl Options {
                     format!("[intervals] {family}: expected a duration above zero"),
                 ));
             }
-            intervals.push((family.clone(), duration));
+            intervals.push((Named { name: family.clone(), line: line(start) }, duration));
         }
+        let collectors = file.collectors.map(|names| {
+            names
+                .into_iter()
+                .map(|n| Named { line: line(n.span().start), name: n.into_inner() })
+                .collect()
+        });
         Ok(Options {
+            file: Some(path.to_path_buf()),
             intervals,
-            collectors: file.collectors,
+            collectors,
             disk_exclude: pattern(&file.disk.exclude, &defaults.disk_exclude, "exclude")?,
             mount_exclude: pattern(
                 &file.filesystem.mount_points_exclude,
@@ -365,7 +351,9 @@ unit = "nginx.service"
 "#,
         )
         .unwrap();
-        assert_eq!(o.collectors.as_deref(), Some(&["cpu".to_string(), "memory".to_string()][..]));
+        let names: Vec<&str> = o.collectors.iter().flatten().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["cpu", "memory"]);
+        assert_eq!(o.collectors.as_ref().unwrap()[0].line, 2);
         assert!(o.disk_exclude.is_match("loop7") && !o.disk_exclude.is_match("sda1"));
         assert_eq!(o.fs_timeout, Duration::from_millis(250));
         assert_eq!(o.cgroup_parents, ["system.slice", "docker"]);
@@ -403,23 +391,7 @@ unit = "nginx.service"
     }
 
     #[test]
-    fn intervals_override_the_defaults_in_whole_samples() {
-        let second = Duration::from_secs(1);
-        let defaults = Options::default();
-        assert_eq!(defaults.every("cpu", second), 1, "live families every sample");
-        assert_eq!(defaults.every("netstat", second), 10);
-        assert_eq!(defaults.every("netstat", Duration::from_millis(200)), 50);
-        assert_eq!(defaults.every("netstat", Duration::from_secs(15)), 1, "never below one");
-        let o = parse("[intervals]\nnetstat = \"1s\"\ncpu = \"2500ms\"\n").unwrap();
-        assert_eq!(o.every("netstat", second), 1);
-        assert_eq!(o.every("cpu", second), 3, "rounded up to whole samples");
-        assert_eq!(o.every("vmstat", second), 10, "untouched families keep their default");
-    }
-
-    #[test]
     fn bad_intervals_name_the_line_and_what_was_expected() {
-        let e = parse("[disk]\n\n[intervals]\nnetstatt = \"10s\"\n").unwrap_err();
-        assert!(e.starts_with("/etc/curvemon/agent.toml:4: [intervals]: unknown collector \"netstatt\"; expected one of cpu,"), "{e}");
         let e = parse("[intervals]\nvmstat = \"soon\"\n").unwrap_err();
         assert!(
             e.starts_with("/etc/curvemon/agent.toml:2: [intervals] vmstat: expected a duration"),

@@ -12,24 +12,24 @@ use thiserror::Error;
 
 /// A file under one of the roots that could not be read or parsed.
 #[derive(Debug, Error)]
-#[error("{path}: {source}")]
+#[error("{path}: {error}")]
 pub struct ProcReadError {
     /// The file.
     pub path: PathBuf,
-    /// procfs's error (not found, permission denied, parse error, ...).
-    #[source]
-    pub source: procfs::ProcError,
+    /// procfs's error (not found, permission denied, parse error, ...);
+    /// in the message, not a `source()`, so a chain says it once.
+    pub error: procfs::ProcError,
 }
 
 impl ProcReadError {
     /// An error about `path` with a plain message (for files procfs does not parse).
     pub fn other(path: PathBuf, message: impl Into<String>) -> Self {
-        ProcReadError { path, source: procfs::ProcError::Other(message.into()) }
+        ProcReadError { path, error: procfs::ProcError::Other(message.into()) }
     }
 
     /// True when the file does not exist (an older kernel, a missing feature).
     pub fn is_not_found(&self) -> bool {
-        matches!(self.source, procfs::ProcError::NotFound(_))
+        matches!(self.error, procfs::ProcError::NotFound(_))
     }
 }
 
@@ -99,7 +99,7 @@ impl Roots {
     /// [`ProcReadError`] with the file's path.
     pub fn read<T: Current>(&self) -> Result<T, ProcReadError> {
         let path = self.path(T::PATH.trim_start_matches("/proc/"));
-        T::from_file(&path).map_err(|source| ProcReadError { path, source })
+        T::from_file(&path).map_err(|error| ProcReadError { path, error })
     }
 
     /// Like [`Roots::read`] for types that need system values.
@@ -108,7 +108,7 @@ impl Roots {
     /// [`ProcReadError`] with the file's path.
     pub fn read_si<T: CurrentSI>(&self) -> Result<T, ProcReadError> {
         let path = self.path(T::PATH.trim_start_matches("/proc/"));
-        T::from_file(&path, &self.system_info).map_err(|source| ProcReadError { path, source })
+        T::from_file(&path, &self.system_info).map_err(|error| ProcReadError { path, error })
     }
 
     /// Reads a small text file under the procfs root, trimmed.
@@ -148,9 +148,34 @@ pub fn read_text_file(path: PathBuf) -> Result<String, ProcReadError> {
             } else {
                 procfs::ProcError::from(e)
             };
-            Err(ProcReadError { path, source })
+            Err(ProcReadError { path, error: source })
         }
     }
+}
+
+/// How the kernel hands a generated file over, which decides when a read
+/// is the last one.
+///
+/// A read shorter than asked is the end of a regular file, and of a file
+/// the kernel generates in one piece: `single_open` files (`/proc/stat`,
+/// `meminfo`, `loadavg`, `uptime`, `pressure/*`, `net/snmp`, `net/netstat`,
+/// `net/snmp6`, `net/sockstat*`, `/proc/PID/stat`), sysctl files
+/// (`/proc/sys/...`) and cgroup and sysfs attributes (kernfs shows each in
+/// one call, growing its buffer until the whole text fits). It is *not*
+/// the end of a seq_file of records (`self/mountinfo`, `net/dev`,
+/// `diskstats`, `vmstat`, `net/tcp`): those hand over at most one page of
+/// whole records per read, so a host with many mounts, interfaces, disks
+/// or counters is cut at the first page unless the reader goes on until a
+/// read returns nothing. `tests::one_piece_files_come_in_one_read` checks
+/// every [`Producer::OnePiece`] file the agent reads on the live system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Producer {
+    /// Generated whole on each read: a short read is the end (one system
+    /// call a sample instead of two).
+    OnePiece,
+    /// A seq_file of records, or anything not known to be one piece: read
+    /// until a read returns nothing.
+    Records,
 }
 
 /// Files a collector reads every sample, kept open and re-read from offset
@@ -166,12 +191,30 @@ pub struct FileCache {
 }
 
 impl FileCache {
-    /// The current content of `path`.
+    /// The whole current content of `path`, read until a read returns
+    /// nothing (right for every file; see [`Producer`]).
     ///
     /// # Errors
     /// [`ProcReadError`] with the path; a file that cannot be re-read is
     /// reopened once before giving up.
     pub fn read(&mut self, path: PathBuf) -> Result<&str, ProcReadError> {
+        self.read_as(path, Producer::Records)
+    }
+
+    /// The current content of a file the kernel generates in one piece
+    /// ([`Producer::OnePiece`]): one `pread` when it fits the buffer.
+    ///
+    /// # Errors
+    /// As [`FileCache::read`].
+    pub fn read_one_piece(&mut self, path: PathBuf) -> Result<&str, ProcReadError> {
+        self.read_as(path, Producer::OnePiece)
+    }
+
+    /// The current content of `path`, produced as `producer` says.
+    ///
+    /// # Errors
+    /// As [`FileCache::read`].
+    pub fn read_as(&mut self, path: PathBuf, producer: Producer) -> Result<&str, ProcReadError> {
         if !self.files.contains_key(&path) {
             let file = open(&path)?;
             self.files.insert(path.clone(), (file, false));
@@ -180,29 +223,36 @@ impl FileCache {
             return Err(ProcReadError::other(path, "file cache lost an entry"));
         };
         *used = true;
-        if pread_all(file, &mut self.buf).is_err() {
+        if pread_all(file, &mut self.buf, producer).is_err() {
             *file = open(&path)?;
-            pread_all(file, &mut self.buf)
-                .map_err(|e| ProcReadError { path: path.clone(), source: e.into() })?;
+            pread_all(file, &mut self.buf, producer)
+                .map_err(|e| ProcReadError { path: path.clone(), error: e.into() })?;
         }
+        #[cfg(test)]
+        audit::check(&path, file, producer, self.buf.len());
         std::str::from_utf8(&self.buf).map_err(|_| ProcReadError::other(path, "not UTF-8"))
     }
 
-    /// Reads `path` and parses it with procfs.
+    /// Reads `path` as `producer` says and parses it with procfs.
     ///
     /// # Errors
     /// [`ProcReadError`] with the path.
-    pub fn parse<T: procfs::FromRead>(&mut self, path: PathBuf) -> Result<T, ProcReadError> {
-        let text = self.read(path.clone())?;
-        T::from_read(text.as_bytes()).map_err(|source| ProcReadError { path, source })
+    pub fn parse<T: procfs::FromRead>(
+        &mut self,
+        path: PathBuf,
+        producer: Producer,
+    ) -> Result<T, ProcReadError> {
+        let text = self.read_as(path.clone(), producer)?;
+        T::from_read(text.as_bytes()).map_err(|error| ProcReadError { path, error })
     }
 
-    /// Reads a file that holds one number (`/proc/sys/...`).
+    /// Reads a file that holds one number (`/proc/sys/...`, a cgroup
+    /// attribute: both generated in one piece).
     ///
     /// # Errors
     /// [`ProcReadError`] with the path, also when the content is not a number.
     pub fn number(&mut self, path: PathBuf) -> Result<f64, ProcReadError> {
-        let text = self.read(path.clone())?.trim();
+        let text = self.read_one_piece(path.clone())?.trim();
         text.parse()
             .map_err(|_| ProcReadError::other(path, format!("expected a number, got {text:?}")))
     }
@@ -218,19 +268,20 @@ impl FileCache {
     }
 }
 
-/// Reads the whole file from offset 0. Files in /proc, /sys and cgroupfs
-/// are generated on read and hand over everything up to the size asked for
-/// in one call (seq_file, sysctl), as does a local file, so a short read is
-/// the end: no second call just to see zero bytes. That halves the system
-/// calls of a sample.
-fn pread_all(file: &std::fs::File, buf: &mut Vec<u8>) -> std::io::Result<()> {
+/// Reads the whole file from offset 0: until a read returns nothing, or,
+/// for a [`Producer::OnePiece`] file, until a read returns less than asked.
+fn pread_all(file: &std::fs::File, buf: &mut Vec<u8>, producer: Producer) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     buf.clear();
     let mut chunk = [0u8; 8192];
     loop {
         let n = file.read_at(&mut chunk, buf.len() as u64)?;
         buf.extend_from_slice(&chunk[..n]);
-        if n < chunk.len() {
+        let done = match producer {
+            Producer::OnePiece => n < chunk.len(),
+            Producer::Records => n == 0,
+        };
+        if done {
             return Ok(());
         }
     }
@@ -243,8 +294,45 @@ fn open(path: &Path) -> Result<std::fs::File, ProcReadError> {
         } else {
             procfs::ProcError::from(e)
         };
-        ProcReadError { path: path.to_path_buf(), source }
+        ProcReadError { path: path.to_path_buf(), error: source }
     })
+}
+
+/// Test-only check of the [`Producer::OnePiece`] claim: with auditing on,
+/// every one-piece read is followed by one more read at its end, which
+/// must return nothing.
+#[cfg(test)]
+mod audit {
+    use std::{cell::RefCell, os::unix::fs::FileExt, path::Path, path::PathBuf};
+
+    use super::Producer;
+
+    thread_local! {
+        static SEEN: RefCell<Option<Vec<(PathBuf, usize, usize)>>> = const { RefCell::new(None) };
+    }
+
+    /// Starts recording one-piece reads on this thread.
+    pub fn start() {
+        SEEN.with(|s| *s.borrow_mut() = Some(Vec::new()));
+    }
+
+    /// Stops and returns (path, bytes read, bytes a further read found).
+    pub fn finish() -> Vec<(PathBuf, usize, usize)> {
+        SEEN.with(|s| s.borrow_mut().take().unwrap_or_default())
+    }
+
+    pub fn check(path: &Path, file: &std::fs::File, producer: Producer, len: usize) {
+        if producer != Producer::OnePiece {
+            return;
+        }
+        SEEN.with(|s| {
+            if let Some(seen) = s.borrow_mut().as_mut() {
+                let mut rest = vec![0u8; 1 << 20];
+                let more = file.read_at(&mut rest, len as u64).unwrap_or(0);
+                seen.push((path.to_path_buf(), len, more));
+            }
+        });
+    }
 }
 
 #[cfg(test)]
@@ -267,5 +355,31 @@ mod tests {
         // And /proc itself: the same answer as a plain read.
         let stat = cache.read(PathBuf::from("/proc/self/status")).unwrap().to_string();
         assert!(stat.starts_with("Name:") && stat.contains("VmRSS:"), "{stat}");
+    }
+
+    /// Every file a collector reads as [`Producer::OnePiece`] on this
+    /// machine ends where its short read ended: a further read finds
+    /// nothing. (Files of records are not read that way; the end-to-end
+    /// test with hundreds of mounts covers them.)
+    #[test]
+    fn one_piece_files_come_in_one_read() {
+        let roots = Roots::new("/proc");
+        let mut collectors = crate::collectors::all();
+        audit::start();
+        for _ in 0..2 {
+            for collector in &mut collectors {
+                let _ = collector.collect(&roots);
+            }
+        }
+        let seen = audit::finish();
+        let wrong: Vec<_> = seen.iter().filter(|(_, _, more)| *more > 0).collect();
+        assert!(wrong.is_empty(), "one-piece files with more after a short read: {wrong:?}");
+        for expected in ["stat", "meminfo", "loadavg", "uptime", "net/snmp", "net/sockstat"] {
+            let path = roots.path(expected);
+            assert!(
+                seen.iter().any(|(p, len, _)| *p == path && *len > 0),
+                "{expected} was not read as one piece: {seen:?}"
+            );
+        }
     }
 }

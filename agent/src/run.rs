@@ -84,7 +84,7 @@ pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
     );
 
     let sampler = Sampler::new(collectors::build(&config.collectors, &config.options))
-        .with_cadence(|name| config.options.every(name, config.interval));
+        .with_cadence(|name| collectors::every(name, &config.options, config.interval));
     let mut agent = Agent {
         interval_ms: u32::try_from(config.interval.as_millis()).unwrap_or(u32::MAX),
         config,

@@ -581,3 +581,115 @@ fn a_hanging_network_mount_is_time_boxed_and_reported() {
         collectors::statvfs(rootfs.path()).unwrap().size
     );
 }
+
+/// A `FsStats` from the mount point's number (`/srv/vol007` → 7), so each
+/// mount's values say which line of mountinfo they came from.
+fn numbered_statvfs(path: &std::path::Path) -> std::io::Result<collectors::FsStats> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let n: f64 = name.strip_prefix("vol").and_then(|n| n.parse().ok()).unwrap_or(1000.0);
+    Ok(collectors::FsStats {
+        size: (n + 1.0) * 1e9,
+        free: n * 1e9,
+        avail: n * 1e8,
+        files: 1e6,
+        files_free: 1e5,
+    })
+}
+
+/// The files of a large host, each well over one page (see
+/// fixtures/make-big.py): every CPU, interface, disk and mount arrives.
+#[test]
+fn a_large_host_reports_every_cpu_interface_disk_and_mount() {
+    let f = collect(&mut collectors::Cpu::default(), "proc-big");
+    let seconds = f.iter().find(|x| x.name == "node_cpu_seconds_total").unwrap();
+    assert_eq!(seconds.series.len(), 128 * 8, "128 CPUs × 8 modes");
+    for n in [0u32, 63, 127] {
+        let cpu = n.to_string();
+        let user = value(&f, "node_cpu_seconds_total", &[("cpu", &cpu), ("mode", "user")]);
+        assert_eq!(user, f64::from(1000 + n) / 100.0, "cpu{n}");
+    }
+    assert_eq!(value(&f, "node_intr_total", &[]), 123_456_789.0);
+    assert_eq!(
+        value(&f, "node_context_switches_total", &[]),
+        987_654_321.0,
+        "after the long intr line"
+    );
+
+    let f = collect(&mut collectors::Network::new(Options::default().network_exclude), "proc-big");
+    let rx = f.iter().find(|x| x.name == "node_network_receive_bytes_total").unwrap();
+    assert_eq!(rx.series.len(), 100);
+    for i in [0u32, 50, 99] {
+        let dev = format!("eth{i}");
+        let labels = [("device", dev.as_str())];
+        assert_eq!(
+            value(&f, "node_network_receive_bytes_total", &labels),
+            f64::from(1000 * (i + 1))
+        );
+        assert_eq!(
+            value(&f, "node_network_transmit_bytes_total", &labels),
+            f64::from(2000 * (i + 1))
+        );
+    }
+
+    let f = collect(&mut collectors::Disk::new(Options::default().disk_exclude), "proc-big");
+    let reads = f.iter().find(|x| x.name == "node_disk_reads_completed_total").unwrap();
+    assert_eq!(reads.series.len(), 128);
+    assert_eq!(value(&f, "node_disk_reads_completed_total", &[("device", "vddx")]), 227.0);
+
+    let o = Options::default();
+    let mut fs = collectors::Filesystem::with_stat(
+        o.mount_exclude,
+        o.fstype_exclude,
+        o.fs_timeout,
+        numbered_statvfs,
+    );
+    let f = fs.collect(&root("proc-big")).unwrap();
+    let size = f.iter().find(|x| x.name == "node_filesystem_size_bytes").unwrap();
+    assert_eq!(size.series.len(), 201, "/ and 200 volumes; proc and sysfs excluded");
+    for i in [0, 100, 199] {
+        let mount = format!("/srv/vol{i:03}");
+        let device = format!("/dev/vdb{}", i + 1);
+        let labels = [("mountpoint", mount.as_str()), ("device", device.as_str())];
+        assert_eq!(value(&f, "node_filesystem_size_bytes", &labels), (f64::from(i) + 1.0) * 1e9);
+    }
+}
+
+/// CPU labels are the kernel's CPU numbers: with CPU 2 offline, the third
+/// line is `cpu3` and is labelled 3, not 2.
+#[test]
+fn cpu_labels_are_the_kernels_numbers_with_offline_cpus_left_out() {
+    let f = collect(&mut collectors::Cpu::default(), "proc-cpu-holes");
+    let seconds = f.iter().find(|x| x.name == "node_cpu_seconds_total").unwrap();
+    let mut cpus: Vec<&str> = seconds
+        .series
+        .iter()
+        .filter_map(|(labels, _)| labels.iter().find(|l| l.name == "cpu"))
+        .map(|l| l.value.as_str())
+        .collect();
+    cpus.dedup();
+    assert_eq!(cpus, ["0", "1", "3"]);
+    assert_eq!(value(&f, "node_cpu_seconds_total", &[("cpu", "3"), ("mode", "user")]), 12.0);
+    assert_eq!(value(&f, "node_cpu_seconds_total", &[("cpu", "1"), ("mode", "idle")]), 501.0);
+}
+
+/// What the agent declares, on this machine and on every fixture tree,
+/// passes the collector's checks (`curvemon_protocol::validate`).
+#[test]
+fn the_agents_own_models_are_valid() {
+    let trees: Vec<Roots> = vec![
+        Roots::new("/proc"),
+        root("proc").with_sys(fixture("sys-unified")),
+        root("proc").with_sys(fixture("sys-hybrid")),
+        root("proc-old-kernel"),
+        root("proc-big"),
+    ];
+    for roots in trees {
+        let mut sampler = Sampler::new(collectors::all());
+        let sample = sampler.sample(&roots);
+        let facts = model::read_facts(&roots, &fixture("etc"))
+            .unwrap_or_else(|_| model::read_facts(&root("proc"), &fixture("etc")).unwrap());
+        let model = model::build(facts, "web-01", 1000, sample.schema());
+        let checked = curvemon_protocol::validate::model(&model);
+        assert!(checked.is_ok(), "{}: {checked:?}", roots.root().display());
+    }
+}

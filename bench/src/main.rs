@@ -174,7 +174,7 @@ fn run(bin_dir: &Path, node_exporter: &Path, work: &Path, seconds: u64) -> anyho
     wait_until("node_exporter", || get(&ne_url).is_ok())?;
 
     // ---- Part 1: one collection, one scrape.
-    let names = collectors::select(None, None, &[]).map_err(anyhow::Error::msg)?;
+    let names = collectors::select(None, &Options::default(), &[])?;
     let mut sampler = Sampler::new(collectors::build(&names, &Options::default()));
     let roots = Roots::new("/proc");
     let mut sample = sampler.sample(&roots);
@@ -291,9 +291,10 @@ fn run(bin_dir: &Path, node_exporter: &Path, work: &Path, seconds: u64) -> anyho
     quiet(&agent_bin, &["keygen", "--keys", keys_all_s])?;
     std::fs::copy(keys.join("collector.key"), keys_all.join("collector.key"))?;
     let every_family = work.join("every-family.toml");
-    let intervals: String = curvemon_agent::options::DEFAULT_INTERVALS
+    let intervals: String = collectors::CATALOG
         .iter()
-        .map(|(family, _)| format!("{family} = \"1s\"\n"))
+        .filter(|spec| spec.every.is_some())
+        .map(|spec| format!("{} = \"1s\"\n", spec.name))
         .collect();
     std::fs::write(&every_family, format!("[intervals]\n{intervals}"))?;
     let (zmq_port, http_port) = (free_port()?, free_port()?);

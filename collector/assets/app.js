@@ -199,7 +199,7 @@ const HOST_CHARTS = {
     net: { target: "#h-net", si: true, series: [["net_rx_bytes_per_second", "received", "#2763c4"], ["net_tx_bytes_per_second", "sent", "#c23b3b"]] },
   disk: { target: "#h-disk", si: true, series: [["disk_read_bytes_per_second", "read", "#2e9b4f"], ["disk_write_bytes_per_second", "written", "#d98e04"]] },
 };
-function hostCharts(cores) {
+function hostCharts(cores, numbers) {
   for (const c of Object.values(hostPage.charts)) c.destroy();
   hostPage.charts = {};
   for (const [key, def] of Object.entries(HOST_CHARTS)) {
@@ -209,7 +209,7 @@ function hostCharts(cores) {
   }
   $("#h-cores").replaceChildren();
   const palette = (i) => `hsl(${(i * 47) % 360}, 60%, 45%)`;
-  hostPage.charts.cores = chart($("#h-cores"), Array.from({ length: cores }, (_, i) => ({ label: `cpu${i}`, stroke: palette(i), width: 1 })),
+  hostPage.charts.cores = chart($("#h-cores"), Array.from({ length: cores }, (_, i) => ({ label: `cpu${numbers[i] ?? i}`, stroke: palette(i), width: 1 })),
     { scales: { y: { range: [0, 100] } } });
 }
 function hostDraw() {
@@ -239,7 +239,8 @@ async function openHost(id) {
   hostHeader(view);
   const since = Date.now() - HOUR * 1000;
   hostPage.data = await getJSON(`/api/hosts/${id}/history?since=${since}`);
-  hostCharts(Math.max(view.model?.cpu_count || 0, hostPage.data.cores.length));
+  const numbers = view.model?.cpus || [];
+  hostCharts(Math.max(numbers.length, hostPage.data.cores.length), numbers);
   hostDraw();
   hostPage.source = new EventSource(`/api/hosts/${id}/stream`);
   hostPage.source.onopen = () => setLive(true);

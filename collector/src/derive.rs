@@ -14,17 +14,20 @@ use serde::Serialize;
 #[derive(Debug, Clone, Default)]
 pub struct Layout {
     offsets: HashMap<String, (usize, usize)>,
-    /// (value index, cpu number, is idle-like) for `node_cpu_seconds_total`.
+    /// (value index, position in `cpus`, is idle-like) for
+    /// `node_cpu_seconds_total`.
     cpu: Vec<(usize, usize, bool)>,
-    cpu_count: usize,
+    /// The CPU numbers the schema names, ascending (offline CPUs leave
+    /// holes: 0, 1, 3); per-core values are in this order.
+    cpus: Vec<u32>,
 }
 
 impl Layout {
     /// Indexes a schema.
     pub fn new(schema: &Schema) -> Self {
         let mut offsets = HashMap::new();
-        let mut cpu = Vec::new();
-        let mut at = 0;
+        let mut numbered = Vec::new();
+        let mut at = 0usize;
         for family in &schema.families {
             offsets.insert(family.name.clone(), (at, family.series.len()));
             if family.name == "node_cpu_seconds_total" {
@@ -32,16 +35,29 @@ impl Layout {
                     let get =
                         |n: &str| labels.iter().find(|l| l.name == n).map(|l| l.value.as_str());
                     if let (Some(Ok(core)), Some(mode)) =
-                        (get("cpu").map(str::parse::<usize>), get("mode"))
+                        (get("cpu").map(str::parse::<u32>), get("mode"))
                     {
-                        cpu.push((at + i, core, mode == "idle" || mode == "iowait"));
+                        numbered.push((at + i, core, mode == "idle" || mode == "iowait"));
                     }
                 }
             }
-            at += family.series.len();
+            at = at.saturating_add(family.series.len());
         }
-        let cpu_count = cpu.iter().map(|(_, core, _)| core + 1).max().unwrap_or(0);
-        Layout { offsets, cpu, cpu_count }
+        // Positions, not CPU numbers, index the per-core sums: a number
+        // comes from the agent and must not size an allocation.
+        let mut cpus: Vec<u32> = numbered.iter().map(|(_, core, _)| *core).collect();
+        cpus.sort_unstable();
+        cpus.dedup();
+        let cpu = numbered
+            .into_iter()
+            .filter_map(|(index, core, idle)| Some((index, cpus.binary_search(&core).ok()?, idle)))
+            .collect();
+        Layout { offsets, cpu, cpus }
+    }
+
+    /// The CPU numbers per-core values are reported for, in their order.
+    pub fn cpus(&self) -> &[u32] {
+        &self.cpus
     }
 
     /// The value of an unlabelled family (the first series of a family).
@@ -56,7 +72,7 @@ impl Layout {
     /// The sum of every series of a family (all interfaces, all disks).
     pub fn sum(&self, values: &[f64], name: &str) -> Option<f64> {
         let (start, len) = *self.offsets.get(name)?;
-        let slice = values.get(start..start + len)?;
+        let slice = values.get(start..start.checked_add(len)?)?;
         (!slice.is_empty()).then(|| slice.iter().filter(|v| v.is_finite()).sum())
     }
 
@@ -121,8 +137,8 @@ impl Layout {
         if self.cpu.is_empty() {
             return None;
         }
-        let mut total = vec![0.0f64; self.cpu_count];
-        let mut idle = vec![0.0f64; self.cpu_count];
+        let mut total = vec![0.0f64; self.cpus.len()];
+        let mut idle = vec![0.0f64; self.cpus.len()];
         for &(index, core, idle_like) in &self.cpu {
             let delta = current.get(index)? - previous.get(index)?;
             // A counter that went backwards (CPU hot-unplug, agent bug) counts
@@ -241,6 +257,37 @@ mod tests {
         let layout = Layout::new(&schema);
         let point = layout.point(Some((10_000, &[100.0, 50.0])), 12_000, &[1100.0, 250.0]);
         assert_eq!(point.fields[8], 600.0, "(1000 + 200) bytes over 2 s");
+    }
+
+    #[test]
+    fn cores_are_positions_of_the_cpu_numbers_present() {
+        let series = [0u32, 1, 3]
+            .iter()
+            .flat_map(|cpu| {
+                ["user", "idle"]
+                    .map(|m| vec![Label::new("cpu", cpu.to_string()), Label::new("mode", m)])
+            })
+            .collect();
+        let layout = Layout::new(&Schema::new(vec![Family {
+            name: "node_cpu_seconds_total".into(),
+            help: String::new(),
+            kind: Kind::Counter,
+            series,
+        }]));
+        assert_eq!(layout.cpus(), [0, 1, 3]);
+        // cpu0 +1 user +1 idle, cpu1 +2 user, cpu3 +2 idle.
+        let (all, cores) = layout.cpu_percent(&[0.0; 6], &[1.0, 1.0, 2.0, 0.0, 0.0, 2.0]).unwrap();
+        assert_eq!(cores, [50.0, 100.0, 0.0], "three cores, no phantom CPU 2");
+        assert_eq!(all, 50.0);
+        // A hostile CPU number sizes nothing.
+        let huge = Layout::new(&Schema::new(vec![Family {
+            name: "node_cpu_seconds_total".into(),
+            help: String::new(),
+            kind: Kind::Counter,
+            series: vec![vec![Label::new("cpu", "4294967295"), Label::new("mode", "user")]],
+        }]));
+        assert_eq!(huge.cpus(), [u32::MAX]);
+        assert_eq!(huge.cpu_percent(&[0.0], &[1.0]).unwrap().1, [100.0]);
     }
 
     #[test]

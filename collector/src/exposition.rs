@@ -189,6 +189,17 @@ fn collector_series(stats: &StatsSnapshot, registry: &Registry, out: &mut Famili
         "Metrics whose value count did not match their schema.",
         counters.schema_mismatches,
     );
+    for (reason, count) in
+        curvemon_protocol::ModelError::REASONS.iter().zip(counters.models_refused_by_reason)
+    {
+        out.add(
+            "curvemon_collector_models_refused_total",
+            "Hellos and models refused for breaking the protocol's rules, by reason (logged with the peer).",
+            c,
+            vec![label("reason", reason)],
+            count as f64,
+        );
+    }
     total(
         out,
         "curvemon_collector_names_refused_total",

@@ -25,6 +25,7 @@ pub mod registry;
 pub mod router;
 pub mod stats;
 pub mod stream;
+pub mod time;
 pub mod view;
 
 use std::sync::{

@@ -18,7 +18,9 @@ use std::{
 };
 
 use curvemon_keys::PublicKey;
-use curvemon_protocol::{Bye, Hello, Message, Metrics, Model, Reject, RejectReason, Schema};
+use curvemon_protocol::{
+    Bye, Hello, Message, Metrics, Model, ModelError, Reject, RejectReason, validate,
+};
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
@@ -240,6 +242,11 @@ impl Host {
         host
     }
 
+    /// Where each family's values are in this host's metrics.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
     /// The state's start time and reason.
     pub fn current_transition(&self) -> Option<&Transition> {
         self.transitions.back()
@@ -292,8 +299,11 @@ pub struct RegistryCounters {
     pub metrics_without_model: u64,
     /// Metrics whose value count does not match their schema.
     pub schema_mismatches: u64,
-    /// Models whose revision does not match their content.
-    pub bad_models: u64,
+    /// Hellos and models refused by [`curvemon_protocol::validate`].
+    pub models_refused: u64,
+    /// The same, by [`ModelError::reason`], in [`ModelError::REASONS`] order.
+    #[serde(skip)]
+    pub models_refused_by_reason: [u64; ModelError::REASONS.len()],
     /// Hellos or models refused because another key owns the name.
     pub names_refused: u64,
     /// Messages an agent should never send (ping, reject, ...).
@@ -435,8 +445,28 @@ impl Registry {
         host
     }
 
+    /// Counts, logs and answers a hello or model that breaks the rules;
+    /// the host's entry (if any) is left as it was.
+    fn refuse(&mut self, peer: &Peer, what: &str, error: &ModelError) -> Vec<Message> {
+        self.counters.models_refused += 1;
+        if let Some(i) = ModelError::REASONS.iter().position(|r| *r == error.reason()) {
+            self.counters.models_refused_by_reason[i] += 1;
+        }
+        warn!(peer = %peer.address, key = %peer.key, reason = error.reason(), %error, "Refused an agent's {what}.");
+        vec![Message::Reject(Reject {
+            reason: RejectReason::InvalidModel { problem: error.to_string() },
+            detail: format!(
+                "the collector refused this agent's {what}: {error}; fix the agent's \
+                 configuration (or upgrade it)"
+            ),
+        })]
+    }
+
     fn on_hello(&mut self, peer: &Peer, hello: Hello, now: Now) -> Vec<Message> {
         let retention = self.retention;
+        if let Err(error) = validate::hello(&hello) {
+            return self.refuse(peer, "hello", &error);
+        }
         if let Err(reject) = self.claim_name(peer, &hello.hostname, now) {
             return vec![Message::Reject(reject)];
         }
@@ -457,14 +487,11 @@ impl Registry {
 
     fn on_model(&mut self, peer: &Peer, model: Model, now: Now) -> Vec<Message> {
         let retention = self.retention;
+        if let Err(error) = validate::model(&model) {
+            return self.refuse(peer, "model", &error);
+        }
         if let Err(reject) = self.claim_name(peer, &model.hostname, now) {
             return vec![Message::Reject(reject)];
-        }
-        let computed = Schema::compute_revision(&model.schema.families);
-        if computed != model.schema.revision {
-            self.counters.bad_models += 1;
-            warn!(peer = %peer.address, key = %peer.key, claimed = model.schema.revision, computed, "Ignoring a model whose schema revision does not match its content.");
-            return Vec::new();
         }
         let host = Self::host_mut(&mut self.hosts, &mut self.outbox, peer, now);
         match &host.model {
@@ -517,7 +544,7 @@ impl Registry {
 
     fn apply(&mut self, key: PublicKey, metrics: Metrics, now: Now) -> Vec<Message> {
         let Some(host) = self.hosts.get_mut(&key) else { return Vec::new() };
-        let taken = SystemTime::UNIX_EPOCH + Duration::from_millis(metrics.taken_at_ms);
+        let taken = crate::time::from_unix_ms(metrics.taken_at_ms);
         let delay = now.wall.duration_since(taken).map_or(0.0, |d| d.as_secs_f64());
         let replies = Self::apply_metrics(host, metrics, &mut self.counters, now);
         if replies.is_empty() {
@@ -540,7 +567,9 @@ impl Registry {
             return host.request_model(now).into_iter().collect();
         }
         match host.last_seq {
-            Some(last) if metrics.seq > last + 1 => host.missed += metrics.seq - last - 1,
+            Some(last) if metrics.seq > last.saturating_add(1) => {
+                host.missed = host.missed.saturating_add(metrics.seq - last - 1);
+            }
             Some(last) if metrics.seq <= last => {
                 warn!(host = %host.label(), last, seq = metrics.seq, "Sequence number went backwards.");
             }
@@ -559,10 +588,7 @@ impl Registry {
         let scalar = |name: &str| host.layout.scalar(&metrics.values, name);
         host.latest = Some(Latest {
             seq: metrics.seq,
-            taken_at: humantime::format_rfc3339_millis(
-                SystemTime::UNIX_EPOCH + Duration::from_millis(metrics.taken_at_ms),
-            )
-            .to_string(),
+            taken_at: crate::time::rfc3339(crate::time::from_unix_ms(metrics.taken_at_ms)),
             cpu_percent,
             cpu_percent_per_core,
             mem_available_bytes: scalar("node_memory_MemAvailable_bytes"),
@@ -656,7 +682,7 @@ fn round_secs(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use curvemon_keys::KeyPair;
-    use curvemon_protocol::{Family, Kind, Label};
+    use curvemon_protocol::{Family, Kind, Label, Schema};
 
     use super::*;
 
@@ -888,8 +914,13 @@ mod tests {
         assert_eq!(reg.counters.schema_mismatches, 1);
         let mut forged = m;
         forged.schema.revision ^= 1;
-        reg.on_message(&p, Message::Model(forged), t0);
-        assert_eq!(reg.counters.bad_models, 1);
+        let replies = reg.on_message(&p, Message::Model(forged), t0);
+        assert!(matches!(
+            &replies[..],
+            [Message::Reject(Reject { reason: RejectReason::InvalidModel { problem }, .. })]
+                if problem.contains("does not match its content")
+        ));
+        assert_eq!(reg.counters.models_refused, 1);
     }
 
     #[test]

@@ -129,10 +129,10 @@ impl Hub {
         let (replay, reset) = match last_id {
             None => (Vec::new(), false),
             Some(last) => {
-                let oldest = inner.recent.front().map_or(inner.next_id + 1, |e| e.id);
+                let oldest = inner.recent.front().map_or(inner.next_id.saturating_add(1), |e| e.id);
                 let wanted =
                     |e: &&Event| e.id > last && host.as_deref().is_none_or(|h| h == &*e.host);
-                if last + 1 >= oldest || last >= inner.next_id {
+                if last.saturating_add(1) >= oldest || last >= inner.next_id {
                     (inner.recent.iter().filter(wanted).cloned().collect(), false)
                 } else {
                     (Vec::new(), true)

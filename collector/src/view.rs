@@ -1,8 +1,6 @@
 //! What the API and the event stream show of a host: the views built from
 //! the registry under its lock, serialised after.
 
-use std::time::SystemTime;
-
 use serde::Serialize;
 
 use crate::{
@@ -55,6 +53,9 @@ pub struct ModelView {
     pub swap_total_bytes: u64,
     /// CPUs.
     pub cpu_count: u32,
+    /// The numbers of the CPUs per-core values are given for, in that order
+    /// (offline CPUs leave holes: `[0, 1, 3]`).
+    pub cpus: Vec<u32>,
     /// CPU model name.
     pub cpu_model: String,
     /// Kernel release.
@@ -88,9 +89,7 @@ pub struct TransitionView {
     pub reason: String,
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
+use crate::time::rfc3339;
 
 impl HostView {
     /// The view of `host`, or `None` while it has no name yet; the
@@ -118,12 +117,11 @@ impl HostView {
                 mem_total_bytes: m.mem_total_bytes,
                 swap_total_bytes: m.swap_total_bytes,
                 cpu_count: m.cpu_count,
+                cpus: host.layout().cpus().to_vec(),
                 cpu_model: m.cpu_model.clone(),
                 kernel: m.kernel.clone(),
                 os: m.os.clone(),
-                boot_time: rfc3339(
-                    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(m.boot_time_unix),
-                ),
+                boot_time: rfc3339(crate::time::from_unix_secs(m.boot_time_unix)),
                 machine_id: m.machine_id.clone(),
                 boot_id: m.boot_id.clone(),
                 agent_version: m.agent_version.clone(),

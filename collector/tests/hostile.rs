@@ -7,8 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Fleet, http_get, parse_exposition, raw_peer, wait_for};
-use curvemon_protocol::{Message, codec};
+use common::{Fleet, http_get, parse_exposition, promtool_check, raw_peer, wait_for};
+use curvemon_protocol::{
+    Family, Kind, Label, Message, Metrics, Model, Reject, RejectReason, Schema, codec,
+};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -176,4 +178,140 @@ fn handshake_failures_are_logged_with_the_peer_address() {
     }
     honest_agent_unaffected(&fleet);
     assert_eq!(fleet.stats()["decode_errors"], 0);
+}
+
+/// A model as the raw peer (pinned to the name "raw") would declare it.
+fn raw_model(families: Vec<Family>) -> Model {
+    Model {
+        hostname: "raw".into(),
+        machine_id: "m".into(),
+        boot_id: "b".into(),
+        kernel: "k".into(),
+        os: "o".into(),
+        cpu_model: "c".into(),
+        cpu_count: 1,
+        mem_total_bytes: 1,
+        swap_total_bytes: 0,
+        boot_time_unix: 0,
+        agent_version: "hostile".into(),
+        interval_ms: 1000,
+        schema: Schema::new(families),
+    }
+}
+
+fn gauge(name: &str, series: Vec<Vec<Label>>) -> Family {
+    Family { name: name.into(), help: "h".into(), kind: Kind::Gauge, series }
+}
+
+/// The next message the collector sends `socket` that is not a ping,
+/// within the limit.
+fn answer(socket: &zmq::Socket) -> Message {
+    wait_for("an answer from the collector", LIMIT, || {
+        let frame = socket.recv_bytes(0).ok()?;
+        Some(codec::decode(&frame).unwrap()).filter(|m| !matches!(m, Message::Ping(_)))
+    })
+}
+
+/// An authorized client declares models one agent must never be able to
+/// slip into the fleet's /metrics: each is refused with a reject that says
+/// what is wrong, counted by reason and logged with the peer; a model
+/// whose label values hold quotes, backslashes and newlines is accepted
+/// and exported escaped; promtool parses the whole exposition throughout.
+#[test]
+fn bad_models_are_refused_and_the_scrape_stays_valid() {
+    let ctx = zmq::Context::new();
+    let (fleet, collector, _agent, raw, pair) = honest_fleet(&ctx);
+    raw.connect(&fleet.endpoint()).unwrap();
+    let l = |n: &str, v: &str| Label::new(n, v);
+    let mut newline_host = raw_model(vec![gauge("x", vec![vec![]])]);
+    newline_host.hostname = "raw\nx".into();
+    let cases: Vec<(&str, Model, &str, &str)> = vec![
+        (
+            "a quote in a label name",
+            raw_model(vec![gauge("x", vec![vec![l("a\"b", "1")]])]),
+            "label_name",
+            "label name",
+        ),
+        (
+            "a quote in a metric name",
+            raw_model(vec![gauge("a\"b", vec![vec![]])]),
+            "metric_name",
+            "metric name",
+        ),
+        (
+            "a newline in a metric name",
+            raw_model(vec![gauge("x\ny", vec![vec![]])]),
+            "metric_name",
+            "metric name",
+        ),
+        (
+            "a host label",
+            raw_model(vec![gauge("x", vec![vec![l("host", "web-01")]])]),
+            "reserved_label",
+            "\"host\"",
+        ),
+        (
+            "the collector's own name",
+            raw_model(vec![gauge("curvemon_host_up", vec![vec![]])]),
+            "reserved_name",
+            "reserves",
+        ),
+        (
+            "a duplicate series",
+            raw_model(vec![gauge("x", vec![vec![l("a", "1")], vec![l("a", "1")]])]),
+            "duplicate_series",
+            "two series",
+        ),
+        (
+            "a 100 kB label value",
+            raw_model(vec![gauge("x", vec![vec![l("a", &"v".repeat(100_000))]])]),
+            "too_long",
+            "at most 1024",
+        ),
+        ("a newline in the host name", newline_host, "hostname", "host name"),
+    ];
+    for (what, model, reason, words) in cases {
+        let before =
+            metric(&fleet, "curvemon_collector_models_refused_total", &[("reason", reason)]);
+        raw.send(codec::encode(&Message::Model(model)), 0).unwrap();
+        match answer(&raw) {
+            Message::Reject(Reject { reason: RejectReason::InvalidModel { problem }, detail }) => {
+                assert!(problem.contains(words), "{what}: {problem}");
+                assert!(detail.contains(&problem), "{what}: {detail}");
+            }
+            other => panic!("{what}: expected a reject, got {other:?}"),
+        }
+        let after =
+            metric(&fleet, "curvemon_collector_models_refused_total", &[("reason", reason)]);
+        assert_eq!(after, before + 1.0, "{what}: counted once under {reason}");
+        let (_, text) = http_get(fleet.http_port, "/metrics").unwrap();
+        let (code, report) = promtool_check(&text);
+        assert_ne!(code, Some(1), "{what}: promtool could not parse /metrics:\n{report}");
+    }
+    let refusals =
+        collector.log().lines().filter(|l| l.contains("Refused an agent's model")).count();
+    assert!(refusals >= 8, "each refusal is logged");
+    assert!(collector.log().contains(&pair.public.to_z85()), "with the key");
+    assert!(fleet.host("raw").is_none_or(|h| h["model"].is_null()), "no bad model was kept");
+
+    // Hostile label values are fine: escaped on the way out.
+    let nasty = "a\"b\\c\nd";
+    let model = raw_model(vec![gauge("hostile_gauge", vec![vec![l("v", nasty)]])]);
+    let revision = model.schema.revision;
+    raw.send(codec::encode(&Message::Model(model)), 0).unwrap();
+    let metrics = Metrics { seq: 1, taken_at_ms: 1, schema_revision: revision, values: vec![42.0] };
+    raw.send(codec::encode(&Message::Metrics(metrics)), 0).unwrap();
+    let value = wait_for("the hostile gauge in /metrics", LIMIT, || {
+        let (_, text) = http_get(fleet.http_port, "/metrics")?;
+        let labels = [("host", "raw"), ("v", nasty)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse_exposition(&text).get(&("hostile_gauge".to_string(), labels)).copied()
+    });
+    assert_eq!(value, 42.0);
+    let (_, text) = http_get(fleet.http_port, "/metrics").unwrap();
+    let (code, report) = promtool_check(&text);
+    assert_ne!(code, Some(1), "promtool could not parse /metrics:\n{report}");
+    honest_agent_unaffected(&fleet);
 }

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use common::{Fleet, SseClient, http_get, parse_exposition, wait_for};
+use common::{Fleet, SseClient, http_get, parse_exposition, promtool_check, wait_for};
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -180,21 +180,11 @@ fn metrics_pass_promtool_and_match_what_agents_sent() {
 
     let (status, text) = http_get(fleet.http_port, "/metrics").unwrap();
     assert_eq!(status, 200);
-    let mut promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus); scripts/test installs it");
-    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    let report =
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let (code, report) = promtool_check(&text);
     // Exit 1 is a parse error; 3 is lint remarks. The only remarks allowed
     // are on names kept identical to node_exporter's (camelCase fields,
     // counters without _total, bits) - its own output gets the same ones.
-    assert_ne!(out.status.code(), Some(1), "promtool could not parse /metrics:\n{report}");
+    assert_ne!(code, Some(1), "promtool could not parse /metrics:\n{report}");
     for line in report.lines().filter(|l| !l.trim().is_empty()) {
         let name = line.split_whitespace().next().unwrap_or("");
         assert!(

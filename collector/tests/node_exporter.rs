@@ -68,9 +68,10 @@ fn values_agree_with_node_exporter() {
     // Every family every sample, so that counters lag by one interval at
     // most (by default the slow families are read every 10 s).
     let config = fleet.path("agent.toml");
-    let every_sample: String = curvemon_agent::options::DEFAULT_INTERVALS
+    let every_sample: String = curvemon_agent::collectors::CATALOG
         .iter()
-        .map(|(family, _)| format!("{family} = \"500ms\"\n"))
+        .filter(|spec| spec.every.is_some())
+        .map(|spec| format!("{} = \"500ms\"\n", spec.name))
         .collect();
     std::fs::write(&config, format!("[intervals]\n{every_sample}")).unwrap();
     let _agent = fleet.start_agent(

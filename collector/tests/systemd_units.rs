@@ -62,4 +62,10 @@ fn units_verify_and_stay_hardened() {
         !agent.lines().any(|l| l.trim_start().starts_with("ProcSubset=")),
         "agent must see /proc/stat"
     );
+    // ProtectProc=invisible or noaccess would hide other users' processes
+    // from [[process]] groups (namespaces.rs tests the agent under it).
+    let protect = agent.lines().filter_map(|l| l.trim_start().strip_prefix("ProtectProc="));
+    for value in protect {
+        assert_eq!(value.trim(), "default", "ProtectProc={value}");
+    }
 }

@@ -59,7 +59,11 @@ impl AuthorizedKeys {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
-                return Err(KeyError::Io { path: dir.to_path_buf(), action: "listing", source });
+                return Err(KeyError::Io {
+                    path: dir.to_path_buf(),
+                    action: "listing",
+                    error: source,
+                });
             }
         };
         let mut files = Vec::new();
@@ -67,7 +71,7 @@ impl AuthorizedKeys {
             let entry = entry.map_err(|source| KeyError::Io {
                 path: dir.to_path_buf(),
                 action: "listing",
-                source,
+                error: source,
             })?;
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "key") && path.is_file() {
@@ -195,7 +199,7 @@ pub fn revoke(dir: &Path, name: &str) -> Result<PathBuf, KeyError> {
     fs::remove_file(&path).map_err(|source| KeyError::Io {
         path: path.clone(),
         action: "removing",
-        source,
+        error: source,
     })?;
     Ok(path)
 }

@@ -110,7 +110,7 @@ pub fn check_private(path: &Path) -> Result<(), KeyError> {
     let meta = fs::metadata(path).map_err(|source| KeyError::Io {
         path: path.to_path_buf(),
         action: "reading",
-        source,
+        error: source,
     })?;
     let mode = meta.mode() & 0o7777;
     if mode & 0o077 != 0 {
@@ -147,7 +147,7 @@ pub fn write_pair(
     DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|source| KeyError::Io {
         path: dir.to_path_buf(),
         action: "creating directory",
-        source,
+        error: source,
     })?;
     let public_path = dir.join(format!("{base}.key"));
     let secret_path = secret_path(&public_path);
@@ -193,7 +193,7 @@ pub fn write_public(
     DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(|source| KeyError::Io {
         path: dir.to_path_buf(),
         action: "creating directory",
-        source,
+        error: source,
     })?;
     let path = dir.join(file_name);
     let text = format!(
@@ -223,7 +223,7 @@ fn header(kind: &str) -> String {
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32, overwrite: bool) -> Result<(), KeyError> {
     let io = |action: &'static str, target: &Path| {
         let target = target.to_path_buf();
-        move |source| KeyError::Io { path: target, action, source }
+        move |source| KeyError::Io { path: target, action, error: source }
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -244,7 +244,7 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32, overwrite: bool) -> Result
         if source.kind() == std::io::ErrorKind::AlreadyExists {
             KeyError::Exists { path: path.to_path_buf() }
         } else {
-            KeyError::Io { path: path.to_path_buf(), action: "writing", source }
+            KeyError::Io { path: path.to_path_buf(), action: "writing", error: source }
         }
     })?;
     if let Ok(dir_handle) = fs::File::open(dir) {
@@ -259,7 +259,7 @@ fn read_cert(path: &Path) -> Result<ParsedCert, KeyError> {
     let text = fs::read_to_string(path).map_err(|source| KeyError::Io {
         path: path.to_path_buf(),
         action: "reading",
-        source,
+        error: source,
     })?;
     zpl::parse(&text).map(ParsedCert).map_err(|e| KeyError::Parse {
         path: path.to_path_buf(),

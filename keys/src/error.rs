@@ -13,14 +13,16 @@ pub enum KeyError {
     #[error("not a Z85-encoded 32-byte key: {0}")]
     BadZ85(String),
     /// A file could not be read or written.
-    #[error("{path}: {action} failed: {source}")]
+    // The OS error is in the message and not a `source()`, so that a
+    // chain printed with `{:#}` says it once.
+    #[error("{path}: {action} failed: {error}")]
     Io {
         /// The file concerned.
         path: PathBuf,
         /// What was being done ("reading", "creating", ...).
         action: &'static str,
         /// The operating system's error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A certificate file is not in the expected format.
     #[error("{path}:{line}: {expected}")]

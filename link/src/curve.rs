@@ -20,12 +20,12 @@ pub enum LinkError {
         version: String,
     },
     /// A socket option was refused.
-    #[error("setting {option} on a zmq socket failed: {source}")]
+    #[error("setting {option} on a zmq socket failed: {error}")]
     Option {
         /// The option's name.
         option: &'static str,
-        /// libzmq's error.
-        source: zmq::Error,
+        /// libzmq's error (in the message, not a `source()`).
+        error: zmq::Error,
     },
 }
 
@@ -44,7 +44,7 @@ pub fn require_curve() -> Result<(), LinkError> {
 }
 
 fn opt(option: &'static str) -> impl FnOnce(zmq::Error) -> LinkError {
-    move |source| LinkError::Option { option, source }
+    move |source| LinkError::Option { option, error: source }
 }
 
 /// Makes `socket` a CURVE client of the server whose public key is `server`.
@@ -99,7 +99,7 @@ fn set_zap_enforce_domain(socket: &mut zmq::Socket) -> Result<(), LinkError> {
     } else {
         Err(LinkError::Option {
             option: "ZMQ_ZAP_ENFORCE_DOMAIN",
-            source: zmq::Error::from_raw(zmq_errno()),
+            error: zmq::Error::from_raw(zmq_errno()),
         })
     }
 }

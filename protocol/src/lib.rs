@@ -14,6 +14,7 @@
 //! - [`metrics`]: the periodic sample, values only, in schema order.
 //! - [`codec`]: the only place that turns messages into bytes and back.
 //! - [`error`]: why a frame could not be decoded.
+//! - [`validate`]: what a collector accepts of what an agent declares.
 //!
 //! This crate does no I/O: transports live in the binaries.
 
@@ -22,9 +23,11 @@ pub mod error;
 pub mod message;
 pub mod metrics;
 pub mod model;
+pub mod validate;
 
 pub use codec::{MAGIC, MAX_FRAME_BYTES, PROTOCOL_VERSION, decode, encode, peek_version};
 pub use error::DecodeError;
 pub use message::{Bye, Hello, Message, Ping, Reject, RejectReason};
 pub use metrics::Metrics;
 pub use model::{Family, Kind, Label, Model, RevisionHasher, Schema};
+pub use validate::ModelError;

@@ -87,6 +87,14 @@ pub enum RejectReason {
         /// The contested name.
         name: String,
     },
+    /// The hello or model breaks a rule of [`crate::validate`] (a name
+    /// Prometheus cannot represent, a reserved label, a duplicate series,
+    /// a limit). Appended in version 1: only an agent that sends such a
+    /// model meets it.
+    InvalidModel {
+        /// What is wrong, as [`crate::ModelError`] says it.
+        problem: String,
+    },
 }
 
 /// Collector → agent refusal; the agent logs it and retries with backoff.

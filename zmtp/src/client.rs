@@ -11,7 +11,7 @@
 
 use std::{
     io::{self, Read, Write},
-    net::{SocketAddr, TcpStream, ToSocketAddrs},
+    net::{SocketAddr, TcpStream},
     os::fd::{AsFd, BorrowedFd, OwnedFd},
     time::{Duration, Instant},
 };
@@ -69,7 +69,7 @@ pub fn parse_endpoint(endpoint: &str) -> Result<(String, u16), ZmtpError> {
 
 /// Waits until `fd` is ready for `flags`, the deadline passes, or the
 /// interrupt descriptor turns readable.
-fn wait(
+pub(crate) fn wait(
     fd: BorrowedFd<'_>,
     flags: PollFlags,
     deadline: Instant,
@@ -105,7 +105,7 @@ fn connect_one(
     deadline: Instant,
     interrupt: Option<BorrowedFd<'_>>,
 ) -> Result<TcpStream, ZmtpError> {
-    let failed = |source: io::Error| ZmtpError::Connect { addr, source };
+    let failed = |source: io::Error| ZmtpError::Connect { addr, error: source };
     let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
     let fd: OwnedFd = rustix::net::socket_with(
         family,
@@ -224,13 +224,10 @@ impl Client {
     pub fn connect(endpoint: &str, keys: Keys, options: &Options<'_>) -> Result<Client, ZmtpError> {
         let deadline = Instant::now() + options.timeout;
         let (host, port) = parse_endpoint(endpoint)?;
-        let addrs: Vec<SocketAddr> = (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|source| ZmtpError::Resolve { host: host.clone(), source })?
-            .collect();
+        let addrs = crate::resolve::resolve(&host, port, deadline, options.interrupt)?;
         let mut last = ZmtpError::Resolve {
             host: host.clone(),
-            source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
+            error: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
         };
         let mut stream = None;
         for addr in addrs {

@@ -15,6 +15,7 @@ mod client;
 pub mod curve;
 pub mod frame;
 pub mod greeting;
+mod resolve;
 
 pub use client::{Client, Options, parse_endpoint};
 pub use curve::Keys;
@@ -29,20 +30,21 @@ pub enum ZmtpError {
     #[error("{0:?} is not a tcp://host:port endpoint")]
     Endpoint(String),
     /// The host name did not resolve.
-    #[error("cannot resolve {host}: {source}")]
+    #[error("cannot resolve {host}: {error}")]
     Resolve {
         /// The host.
         host: String,
-        /// The resolver's error.
-        source: std::io::Error,
+        /// The resolver's error (in the message, not a `source()`, so a
+        /// chain printed with `{:#}` says it once).
+        error: std::io::Error,
     },
     /// The TCP connection was refused or failed.
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}: {error}")]
     Connect {
         /// The address tried (the last one, when a name has several).
         addr: std::net::SocketAddr,
-        /// The socket's error.
-        source: std::io::Error,
+        /// The socket's error (in the message, not a `source()`).
+        error: std::io::Error,
     },
     /// The deadline passed.
     #[error("timed out {0}")]
@@ -73,6 +75,6 @@ pub enum ZmtpError {
     #[error("no randomness available: {0}")]
     Random(String),
     /// Another socket error.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }

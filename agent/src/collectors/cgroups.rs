@@ -74,7 +74,7 @@ struct GroupStats {
 
 /// A file's content, or `None` where the layout or kernel lacks it.
 fn read<'a>(files: &'a mut FileCache, path: &Path) -> Option<&'a str> {
-    files.read(path.to_path_buf()).ok()
+    files.read_one_piece(path.to_path_buf()).ok()
 }
 
 fn number(files: &mut FileCache, path: &Path) -> f64 {

@@ -16,8 +16,9 @@ use crate::roots::{FileCache, ProcReadError, Roots};
 #[derive(Debug, Default)]
 pub struct Cpu {
     files: FileCache,
-    /// "0", "1", ... kept so each sample does not format CPU numbers again.
-    cpu_names: Vec<String>,
+    /// The CPU numbers of the last read and their labels, kept so each
+    /// sample does not format them again.
+    cpu_names: Vec<(u32, String)>,
 }
 
 /// node_exporter's modes for `node_cpu_seconds_total`, in `/proc/stat`
@@ -28,8 +29,9 @@ const MODES: [&str; 8] = ["user", "nice", "system", "idle", "iowait", "irq", "so
 /// The numbers of one `/proc/stat` read.
 #[derive(Debug, Default, PartialEq)]
 pub struct Stat {
-    /// Per CPU: the ten time columns in ticks (absent ones are 0).
-    pub cpus: Vec<[u64; 10]>,
+    /// Per CPU: the kernel's CPU number (`cpu3` is 3; offline CPUs leave
+    /// holes) and the ten time columns in ticks (absent ones are 0).
+    pub cpus: Vec<(u32, [u64; 10])>,
     /// `intr` total.
     pub interrupts: Option<u64>,
     /// `ctxt`.
@@ -61,11 +63,12 @@ pub fn parse(text: &str) -> Result<Stat, String> {
         match key {
             "cpu" => {}
             k if k.starts_with("cpu") => {
+                let number = k[3..].parse().map_err(|_| format!("{k}: not cpuN"))?;
                 let mut times = [0u64; 10];
                 for (slot, word) in times.iter_mut().zip(words) {
                     *slot = word.parse().map_err(|_| format!("{k}: {word:?} is not a number"))?;
                 }
-                stat.cpus.push(times);
+                stat.cpus.push((number, times));
             }
             "intr" => stat.interrupts = Some(num(key, words.next())?),
             "ctxt" => stat.context_switches = num(key, words.next())?,
@@ -89,11 +92,12 @@ impl Collector for Cpu {
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
         let path = roots.path("stat");
-        let stat =
-            parse(self.files.read(path.clone())?).map_err(|e| ProcReadError::other(path, e))?;
+        let stat = parse(self.files.read_one_piece(path.clone())?)
+            .map_err(|e| ProcReadError::other(path, e))?;
         let ticks = roots.ticks_per_second() as f64;
-        while self.cpu_names.len() < stat.cpus.len() {
-            self.cpu_names.push(self.cpu_names.len().to_string());
+        // A CPU taken offline or brought back changes the list.
+        if !self.cpu_names.iter().map(|(n, _)| *n).eq(stat.cpus.iter().map(|(n, _)| *n)) {
+            self.cpu_names = stat.cpus.iter().map(|(n, _)| (*n, n.to_string())).collect();
         }
         let mut seconds = FamilySample::new(
             "node_cpu_seconds_total",
@@ -106,7 +110,7 @@ impl Collector for Cpu {
             Kind::Counter,
         );
         seconds.series.reserve(stat.cpus.len() * MODES.len());
-        for (cpu, times) in self.cpu_names.iter().zip(&stat.cpus) {
+        for ((_, cpu), (_, times)) in self.cpu_names.iter().zip(&stat.cpus) {
             for (mode, value) in MODES.iter().zip(times) {
                 seconds.push(
                     vec![label("cpu", cpu.clone()), label("mode", *mode)],
@@ -174,7 +178,7 @@ mod tests {
             "cpu  1 2 3 4\ncpu0 10 20 30 40 5 6 7\nintr 99 1 2\nctxt 5\nbtime 7\nprocesses 8\n",
         )
         .unwrap();
-        assert_eq!(stat.cpus, vec![[10, 20, 30, 40, 5, 6, 7, 0, 0, 0]]);
+        assert_eq!(stat.cpus, vec![(0, [10, 20, 30, 40, 5, 6, 7, 0, 0, 0])]);
         assert_eq!(
             (stat.interrupts, stat.context_switches, stat.boot_time, stat.forks),
             (Some(99), 5, 7, 8)
@@ -182,5 +186,8 @@ mod tests {
         assert_eq!((stat.running, stat.blocked), (None, None));
         assert!(parse("cpu 1 2\n").unwrap_err().contains("no cpuN"));
         assert!(parse("cpu0 1 x\n").unwrap_err().contains("not a number"));
+        assert!(parse("cpux 1 2\n").unwrap_err().contains("not cpuN"));
+        let holes = parse("cpu 3 3\ncpu0 1 1\ncpu1 1 1\ncpu3 1 1\n").unwrap();
+        assert_eq!(holes.cpus.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [0, 1, 3]);
     }
 }

@@ -7,7 +7,7 @@ use procfs::DiskStats;
 use regex_lite::Regex;
 
 use super::{Collector, FamilySample, label};
-use crate::roots::{FileCache, ProcReadError, Roots};
+use crate::roots::{FileCache, ProcReadError, Producer, Roots};
 
 /// Sectors in /proc/diskstats are always 512 bytes, whatever the device's.
 const SECTOR: f64 = 512.0;
@@ -32,7 +32,7 @@ impl Collector for Disk {
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-        let stats: DiskStats = self.files.parse(roots.path("diskstats"))?;
+        let stats: DiskStats = self.files.parse(roots.path("diskstats"), Producer::Records)?;
         let c = Kind::Counter;
         let mut families = [
             FamilySample::new(

@@ -17,7 +17,7 @@ impl Collector for Filefd {
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-        let text = self.files.read(roots.path("sys/fs/file-nr"))?.trim();
+        let text = self.files.read_one_piece(roots.path("sys/fs/file-nr"))?.trim();
         // "allocated  unused(always 0 since 2.6)  maximum"
         let numbers: Vec<f64> = text.split_whitespace().filter_map(|n| n.parse().ok()).collect();
         let [allocated, _, maximum] = numbers[..] else {

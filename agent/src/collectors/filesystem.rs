@@ -222,7 +222,7 @@ impl Filesystem {
         }
         let text = self.files.read(path.clone())?;
         let infos = MountInfos::from_read(text.as_bytes())
-            .map_err(|source| ProcReadError { path: path.clone(), source })?;
+            .map_err(|error| ProcReadError { path: path.clone(), error })?;
         let mut seen = HashSet::new();
         let mut mounts = Vec::new();
         for info in infos.iter() {

@@ -4,7 +4,7 @@ use curvemon_protocol::Kind;
 use procfs::LoadAverage;
 
 use super::{Collector, FamilySample};
-use crate::roots::{FileCache, ProcReadError, Roots};
+use crate::roots::{FileCache, ProcReadError, Producer, Roots};
 
 /// The `/proc/loadavg` collector.
 #[derive(Debug, Default)]
@@ -18,7 +18,7 @@ impl Collector for Load {
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-        let load: LoadAverage = self.files.parse(roots.path("loadavg"))?;
+        let load: LoadAverage = self.files.parse(roots.path("loadavg"), Producer::OnePiece)?;
         Ok(vec![
             FamilySample::single(
                 "node_load1",

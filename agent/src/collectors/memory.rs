@@ -73,7 +73,7 @@ impl Collector for Memory {
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
         let path = roots.path("meminfo");
-        let values = parse(self.files.read(path.clone())?)
+        let values = parse(self.files.read_one_piece(path.clone())?)
             .map_err(|e| ProcReadError::other(path.clone(), e))?;
         if values[0].is_none() {
             return Err(ProcReadError::other(path, "no MemTotal"));

@@ -38,7 +38,7 @@ pub struct Netstat {
 impl Netstat {
     /// The selected `(Proto_Field, value)` of one paired-line file.
     fn paired(&mut self, path: PathBuf, out: &mut Vec<(String, f64)>) -> Result<(), ProcReadError> {
-        let text = self.files.read(path.clone())?;
+        let text = self.files.read_one_piece(path.clone())?;
         let bad = |e: String| ProcReadError::other(path.clone(), e);
         let mut lines = text.lines().filter(|l| !l.trim().is_empty());
         while let Some(header) = lines.next() {
@@ -97,7 +97,7 @@ impl Collector for Netstat {
         self.paired(roots.path("net/snmp"), &mut stats)?;
         self.paired(roots.path("net/netstat"), &mut stats)?;
         // IPv6 may be disabled: then snmp6 is absent, and that is fine.
-        match self.files.read(roots.path("net/snmp6")) {
+        match self.files.read_one_piece(roots.path("net/snmp6")) {
             Ok(text) => {
                 for line in text.lines() {
                     let mut parts = line.split_ascii_whitespace();

@@ -7,7 +7,7 @@ use procfs::net::InterfaceDeviceStatus;
 use regex_lite::Regex;
 
 use super::{Collector, FamilySample, label};
-use crate::roots::{FileCache, ProcReadError, Roots};
+use crate::roots::{FileCache, ProcReadError, Producer, Roots};
 
 /// The `/proc/net/dev` collector.
 #[derive(Debug)]
@@ -29,7 +29,8 @@ impl Collector for Network {
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-        let status: InterfaceDeviceStatus = self.files.parse(roots.path("net/dev"))?;
+        let status: InterfaceDeviceStatus =
+            self.files.parse(roots.path("net/dev"), Producer::Records)?;
         let c = Kind::Counter;
         let mut families = [
             FamilySample::new(

@@ -7,7 +7,7 @@ use procfs::{CpuPressure, IoPressure, MemoryPressure};
 use tracing::info;
 
 use super::{Collector, FamilySample};
-use crate::roots::{FileCache, ProcReadError, Roots};
+use crate::roots::{FileCache, ProcReadError, Producer, Roots};
 
 /// The PSI collector.
 #[derive(Debug, Default)]
@@ -26,7 +26,10 @@ impl Collector for Pressure {
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-        let cpu: CpuPressure = match self.files.parse(roots.path("pressure/cpu")) {
+        let cpu: CpuPressure = match self
+            .files
+            .parse(roots.path("pressure/cpu"), Producer::OnePiece)
+        {
             Ok(cpu) => cpu,
             Err(e) if e.is_not_found() => {
                 if !self.told_absent {
@@ -37,8 +40,9 @@ impl Collector for Pressure {
             }
             Err(e) => return Err(e),
         };
-        let memory: MemoryPressure = self.files.parse(roots.path("pressure/memory"))?;
-        let io: IoPressure = self.files.parse(roots.path("pressure/io"))?;
+        let memory: MemoryPressure =
+            self.files.parse(roots.path("pressure/memory"), Producer::OnePiece)?;
+        let io: IoPressure = self.files.parse(roots.path("pressure/io"), Producer::OnePiece)?;
         let family = |name, help, total_us| {
             FamilySample::single(name, help, Kind::Counter, seconds(total_us))
         };

@@ -7,9 +7,16 @@
 //! A process belongs to the first group that matches it, by name (`comm`),
 //! command-line pattern, pidfile or systemd unit (its cgroup path). Sums over
 //! live processes: when a process exits, its CPU and I/O leave the sum (a
-//! counter reset, which rate functions handle). Open files and I/O of other
-//! users' processes need root or CAP_DAC_READ_SEARCH; without it they are
-//! left out of the sums.
+//! counter reset, which rate functions handle).
+//!
+//! What the agent can read of other users' processes: `stat`, `status`,
+//! `cmdline`, `comm` and `cgroup` are world-readable (unless procfs is
+//! mounted with `hidepid`, as systemd's `ProtectProc=invisible` does: then
+//! other users' processes are not listed at all). The `fd/` directory needs
+//! the same user or CAP_DAC_READ_SEARCH, and `io` needs ptrace access
+//! (CAP_SYS_PTRACE). A group whose open files or I/O could not be read for
+//! every member reports them as unknown (NaN, left out of /metrics) rather
+//! than a partial sum, and the agent says once why.
 
 use std::path::Path;
 
@@ -24,6 +31,9 @@ use crate::{
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Totals {
+    /// Members whose `fd/` or `io` could not be read.
+    fds_unreadable: bool,
+    io_unreadable: bool,
     procs: f64,
     user_ticks: f64,
     system_ticks: f64,
@@ -38,12 +48,34 @@ struct Totals {
 #[derive(Debug)]
 pub struct ProcessGroups {
     groups: Vec<ProcessGroup>,
+    /// Said once: other users' processes are hidden (hidepid).
+    told_hidden: bool,
+    /// Said once: other users' open files or I/O cannot be read.
+    told_unreadable: bool,
+}
+
+/// Whether procfs hides other users' processes from this process: PID 1
+/// (init, owned by root) is then not listed (`hidepid=invisible`) or its
+/// files cannot be read (`hidepid=noaccess`). Root and holders of
+/// CAP_SYS_PTRACE see through hidepid, and then PID 1 is visible too.
+fn others_hidden(roots: &Roots) -> bool {
+    match std::fs::metadata(roots.path("1/stat")) {
+        Ok(_) => std::fs::read(roots.path("1/stat")).is_err(),
+        Err(e) => {
+            e.kind() == std::io::ErrorKind::PermissionDenied
+                || (e.kind() == std::io::ErrorKind::NotFound && roots.path("self/stat").exists())
+        }
+    }
+}
+
+fn uid() -> u32 {
+    rustix::process::geteuid().as_raw()
 }
 
 impl ProcessGroups {
     /// A collector for these groups.
     pub fn new(groups: Vec<ProcessGroup>) -> Self {
-        ProcessGroups { groups }
+        ProcessGroups { groups, told_hidden: false, told_unreadable: false }
     }
 
     /// Whether the process in `dir` belongs to `group`.
@@ -90,9 +122,20 @@ impl Collector for ProcessGroups {
                     .and_then(|f| std::fs::read_to_string(f).ok()?.trim().parse().ok())
             })
             .collect();
+        if !self.told_hidden && others_hidden(roots) {
+            tracing::warn!(
+                proc = %roots.root().display(),
+                uid = uid(),
+                "Processes of other users are hidden from this agent (procfs mounted with hidepid, \
+                 which systemd's ProtectProc=invisible does): [[process]] groups count only this \
+                 user's processes. Run the agent with ProtectProc=default, as the shipped unit does, \
+                 or as root."
+            );
+            self.told_hidden = true;
+        }
         let mut totals = vec![Totals::default(); self.groups.len()];
         let entries = std::fs::read_dir(roots.root())
-            .map_err(|e| ProcReadError { path: roots.root().to_path_buf(), source: e.into() })?;
+            .map_err(|e| ProcReadError { path: roots.root().to_path_buf(), error: e.into() })?;
         for entry in entries.filter_map(Result::ok) {
             let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
                 continue;
@@ -114,13 +157,39 @@ impl Collector for ProcessGroups {
             t.threads += stat.num_threads as f64;
             // Counted by listing, not procfs's fd_count: on Linux 6.2+ that
             // takes the fd directory's size, which only the live /proc sets.
-            if let Ok(entries) = std::fs::read_dir(dir.join("fd")) {
-                t.fds += entries.count() as f64;
+            match std::fs::read_dir(dir.join("fd")) {
+                Ok(entries) => t.fds += entries.count() as f64,
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    t.fds_unreadable = true;
+                }
+                Err(_) => {} // exited meanwhile
             }
-            if let Ok(io) = proc.io() {
-                t.read_bytes += io.read_bytes as f64;
-                t.write_bytes += io.write_bytes as f64;
+            match proc.io() {
+                Ok(io) => {
+                    t.read_bytes += io.read_bytes as f64;
+                    t.write_bytes += io.write_bytes as f64;
+                }
+                Err(procfs::ProcError::PermissionDenied(_)) => t.io_unreadable = true,
+                Err(_) => {}
             }
+        }
+        let unreadable: Vec<&str> = self
+            .groups
+            .iter()
+            .zip(&totals)
+            .filter(|(_, t)| t.fds_unreadable || t.io_unreadable)
+            .map(|(g, _)| g.name.as_str())
+            .collect();
+        if !unreadable.is_empty() && !self.told_unreadable {
+            tracing::warn!(
+                groups = %unreadable.join(","),
+                uid = uid(),
+                "Open files and I/O of processes of other users cannot be read: reading a \
+                 process's fd/ needs CAP_DAC_READ_SEARCH and its io needs CAP_SYS_PTRACE. These \
+                 groups report them as unknown until the agent has both (AmbientCapabilities= in \
+                 the unit) or runs as the processes' user."
+            );
+            self.told_unreadable = true;
         }
         let ticks = roots.ticks_per_second() as f64;
         let page = roots.page_size() as f64;
@@ -173,9 +242,10 @@ impl Collector for ProcessGroups {
                 t.rss_pages * page,
             );
             threads.push(name(), t.threads);
-            fds.push(name(), t.fds);
-            reads.push(name(), t.read_bytes);
-            writes.push(name(), t.write_bytes);
+            let known = |unreadable: bool, v: f64| if unreadable { f64::NAN } else { v };
+            fds.push(name(), known(t.fds_unreadable, t.fds));
+            reads.push(name(), known(t.io_unreadable, t.read_bytes));
+            writes.push(name(), known(t.io_unreadable, t.write_bytes));
         }
         Ok(vec![procs, cpu, memory, threads, fds, reads, writes])
     }

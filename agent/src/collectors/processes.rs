@@ -7,13 +7,13 @@
 //!
 //! Listing /proc still costs about a microsecond per process in the kernel,
 //! one of the agent's most expensive reads, which is why this family's
-//! default cadence is 10 s (`options::DEFAULT_INTERVALS`).
+//! default cadence is 10 s (its entry in `collectors::CATALOG`).
 
 use curvemon_protocol::Kind;
 use procfs::LoadAverage;
 
 use super::{Collector, FamilySample};
-use crate::roots::{FileCache, ProcReadError, Roots};
+use crate::roots::{FileCache, ProcReadError, Producer, Roots};
 
 /// The processes collector.
 #[derive(Debug, Default)]
@@ -23,7 +23,7 @@ pub struct Processes {
 
 fn count_pids(root: &std::path::Path) -> Result<f64, ProcReadError> {
     let entries = std::fs::read_dir(root)
-        .map_err(|e| ProcReadError { path: root.to_path_buf(), source: e.into() })?;
+        .map_err(|e| ProcReadError { path: root.to_path_buf(), error: e.into() })?;
     let pids = entries
         .filter_map(Result::ok)
         .filter(|e| {
@@ -42,7 +42,7 @@ impl Collector for Processes {
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
         let pids = count_pids(roots.root())?;
-        let load: LoadAverage = self.files.parse(roots.path("loadavg"))?;
+        let load: LoadAverage = self.files.parse(roots.path("loadavg"), Producer::OnePiece)?;
         let max_processes = self.files.number(roots.path("sys/kernel/pid_max"))?;
         let max_threads = self.files.number(roots.path("sys/kernel/threads-max"))?;
         Ok(vec![

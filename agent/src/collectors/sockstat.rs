@@ -48,7 +48,7 @@ impl Collector for Sockstat {
         let mut stats = Vec::new();
         for (file, required) in [("net/sockstat", true), ("net/sockstat6", false)] {
             let path = roots.path(file);
-            match self.files.read(path.clone()) {
+            match self.files.read_one_piece(path.clone()) {
                 Ok(text) => stats.extend(parse(text).map_err(|e| ProcReadError::other(path, e))?),
                 Err(e) if e.is_not_found() && !required => {}
                 Err(e) => return Err(e),

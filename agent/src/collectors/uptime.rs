@@ -4,7 +4,7 @@
 use curvemon_protocol::Kind;
 
 use super::{Collector, FamilySample};
-use crate::roots::{FileCache, ProcReadError, Roots};
+use crate::roots::{FileCache, ProcReadError, Producer, Roots};
 
 /// The `/proc/uptime` collector.
 #[derive(Debug, Default)]
@@ -18,7 +18,7 @@ impl Collector for Uptime {
     }
 
     fn collect(&mut self, roots: &Roots) -> Result<Vec<FamilySample>, ProcReadError> {
-        let uptime: procfs::Uptime = self.files.parse(roots.path("uptime"))?;
+        let uptime: procfs::Uptime = self.files.parse(roots.path("uptime"), Producer::OnePiece)?;
         Ok(vec![FamilySample::single(
             "curvemon_uptime_seconds",
             "Seconds since the host booted (including time in suspend), from /proc/uptime.",

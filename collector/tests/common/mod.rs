@@ -461,3 +461,20 @@ pub fn raw_peer(fleet: &Fleet, ctx: &zmq::Context) -> (zmq::Socket, curvemon_key
     socket.set_rcvtimeo(200).unwrap();
     (socket, pair)
 }
+
+/// Runs `promtool check metrics` on an exposition: its exit code (1 means
+/// it could not parse it) and what it printed.
+pub fn promtool_check(text: &str) -> (Option<i32>, String) {
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus); scripts/test installs it");
+    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let report =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), report)
+}

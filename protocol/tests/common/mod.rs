@@ -71,5 +71,15 @@ pub fn examples() -> Vec<(&'static str, Message)> {
             }),
         ),
         ("bye", Message::Bye(Bye { reason: "received SIGTERM".into() })),
+        (
+            "reject_invalid_model",
+            Message::Reject(Reject {
+                reason: RejectReason::InvalidModel {
+                    problem: "label \"host\" in family \"x\" is added by the collector; rename it"
+                        .into(),
+                },
+                detail: "the collector refused this agent's model".into(),
+            }),
+        ),
     ]
 }

@@ -1,0 +1,419 @@
+//! What a collector accepts of what an agent declares: names, labels,
+//! sizes. Checked once, where a hello or model arrives, so that everything
+//! downstream (the Prometheus exposition, the API, the dashboard) can trust
+//! it. One agent's bad model must never break the scrape of the whole
+//! fleet: Prometheus rejects an entire exposition for one bad name.
+//!
+//! The rules (also in `docs/protocol.md`):
+//! - metric names match `[a-zA-Z_:][a-zA-Z0-9_:]*`, label names
+//!   `[a-zA-Z_][a-zA-Z0-9_]*` and do not start with `__` (Prometheus
+//!   reserves those);
+//! - labels the collector adds itself ([`RESERVED_LABELS`]) and names it
+//!   generates itself ([`RESERVED_PREFIXES`]) are not the agent's to use;
+//! - a family appears once, a label once per series, a label set once per
+//!   family;
+//! - counts and lengths stay under the limits below;
+//! - the schema's revision is the hash of its content.
+//!
+//! Label values and help texts may hold any text: the exposition escapes
+//! them.
+
+use std::collections::HashSet;
+
+use thiserror::Error;
+
+use crate::{Hello, Model, Schema};
+
+/// Families in one model.
+pub const MAX_FAMILIES: usize = 10_000;
+/// Series in one model (a metrics message carries 8 bytes per series, so
+/// the frame limit allows about 130,000).
+pub const MAX_SERIES: usize = 100_000;
+/// Labels of one series.
+pub const MAX_LABELS: usize = 32;
+/// Bytes of a metric name.
+pub const MAX_NAME_LEN: usize = 200;
+/// Bytes of a label name.
+pub const MAX_LABEL_NAME_LEN: usize = 100;
+/// Bytes of a label value.
+pub const MAX_LABEL_VALUE_LEN: usize = 1024;
+/// Bytes of a help text.
+pub const MAX_HELP_LEN: usize = 1024;
+/// Bytes of a host name (DNS's limit).
+pub const MAX_HOSTNAME_LEN: usize = 253;
+/// Bytes of the other texts of a hello or model (kernel, OS, CPU model, ...).
+pub const MAX_TEXT_LEN: usize = 256;
+
+/// Labels the collector adds to every series of a host or application.
+pub const RESERVED_LABELS: [&str; 2] = ["host", "app"];
+
+/// Prefixes of the names the collector itself exports.
+pub const RESERVED_PREFIXES: [&str; 4] =
+    ["curvemon_host_", "curvemon_collector_", "curvemon_app_", "curvemon_check_"];
+
+/// What is wrong with a hello or model. The texts quote at most the first
+/// 64 characters of what the agent sent, escaped.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ModelError {
+    /// A metric name Prometheus cannot represent.
+    #[error("metric name {name} is not [a-zA-Z_:][a-zA-Z0-9_:]*")]
+    MetricName {
+        /// The name, quoted.
+        name: String,
+    },
+    /// A metric name with a prefix the collector uses for its own series.
+    #[error("metric name {name} starts with {prefix:?}, which the collector reserves")]
+    ReservedName {
+        /// The name, quoted.
+        name: String,
+        /// The reserved prefix.
+        prefix: &'static str,
+    },
+    /// A label name Prometheus cannot represent or reserves.
+    #[error(
+        "label name {label} in family {family} is not [a-zA-Z_][a-zA-Z0-9_]*, or starts with __"
+    )]
+    LabelName {
+        /// The family, quoted.
+        family: String,
+        /// The label name, quoted.
+        label: String,
+    },
+    /// A label the collector adds itself.
+    #[error("label {label:?} in family {family} is added by the collector; rename it")]
+    ReservedLabel {
+        /// The family, quoted.
+        family: String,
+        /// The reserved label.
+        label: &'static str,
+    },
+    /// The same family name twice.
+    #[error("family {name} appears more than once")]
+    DuplicateFamily {
+        /// The name, quoted.
+        name: String,
+    },
+    /// The same label twice in one series.
+    #[error("label {label} appears twice in a series of {family}")]
+    DuplicateLabel {
+        /// The family, quoted.
+        family: String,
+        /// The label name, quoted.
+        label: String,
+    },
+    /// Two series of a family with the same labels.
+    #[error("family {family} has two series labelled {{{labels}}}")]
+    DuplicateSeries {
+        /// The family, quoted.
+        family: String,
+        /// The labels, as `a="x",b="y"` (cut at 64 characters).
+        labels: String,
+    },
+    /// More of something than the collector accepts.
+    #[error("{count} {what}; at most {max} are accepted")]
+    TooMany {
+        /// What was counted ("families", "series", "labels in a series of x").
+        what: String,
+        /// How many there are.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A text longer than the collector accepts.
+    #[error("{what} is {len} bytes; at most {max} are accepted")]
+    TooLong {
+        /// Which text.
+        what: String,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A host name that is empty or holds control characters.
+    #[error("host name {name} is empty or holds control characters")]
+    Hostname {
+        /// The name, quoted.
+        name: String,
+    },
+    /// The schema's revision is not the hash of its content.
+    #[error("schema revision {claimed:016x} does not match its content ({computed:016x})")]
+    Revision {
+        /// The revision the model states.
+        claimed: u64,
+        /// The revision of its content.
+        computed: u64,
+    },
+}
+
+impl ModelError {
+    /// A short, fixed word for counters (`reason` label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ModelError::MetricName { .. } => "metric_name",
+            ModelError::ReservedName { .. } => "reserved_name",
+            ModelError::LabelName { .. } => "label_name",
+            ModelError::ReservedLabel { .. } => "reserved_label",
+            ModelError::DuplicateFamily { .. } => "duplicate_family",
+            ModelError::DuplicateLabel { .. } => "duplicate_label",
+            ModelError::DuplicateSeries { .. } => "duplicate_series",
+            ModelError::TooMany { .. } => "too_many",
+            ModelError::TooLong { .. } => "too_long",
+            ModelError::Hostname { .. } => "hostname",
+            ModelError::Revision { .. } => "revision",
+        }
+    }
+
+    /// Every value [`ModelError::reason`] can return.
+    pub const REASONS: [&'static str; 11] = [
+        "metric_name",
+        "reserved_name",
+        "label_name",
+        "reserved_label",
+        "duplicate_family",
+        "duplicate_label",
+        "duplicate_series",
+        "too_many",
+        "too_long",
+        "hostname",
+        "revision",
+    ];
+}
+
+/// `text` quoted and escaped, cut at 64 characters, for messages.
+fn shown(text: &str) -> String {
+    let mut cut: String = text.chars().take(64).collect();
+    if cut.len() < text.len() {
+        cut.push('…');
+    }
+    format!("{cut:?}")
+}
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`
+pub fn is_metric_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__`.
+pub fn is_label_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.starts_with("__")
+}
+
+fn text(what: &str, value: &str, max: usize) -> Result<(), ModelError> {
+    if value.len() > max {
+        return Err(ModelError::TooLong { what: what.to_string(), len: value.len(), max });
+    }
+    Ok(())
+}
+
+/// Checks a host name: 1 to 253 bytes, no control characters.
+///
+/// # Errors
+/// [`ModelError::Hostname`] or [`ModelError::TooLong`].
+pub fn hostname(name: &str) -> Result<(), ModelError> {
+    text("the host name", name, MAX_HOSTNAME_LEN)?;
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(ModelError::Hostname { name: shown(name) });
+    }
+    Ok(())
+}
+
+/// Checks a hello.
+///
+/// # Errors
+/// The first problem found.
+pub fn hello(hello: &Hello) -> Result<(), ModelError> {
+    hostname(&hello.hostname)?;
+    text("the agent version", &hello.agent_version, MAX_TEXT_LEN)?;
+    text("the machine id", &hello.machine_id, MAX_TEXT_LEN)?;
+    text("the boot id", &hello.boot_id, MAX_TEXT_LEN)
+}
+
+/// Checks a model: its texts and its schema.
+///
+/// # Errors
+/// The first problem found.
+pub fn model(model: &Model) -> Result<(), ModelError> {
+    hostname(&model.hostname)?;
+    for (what, value) in [
+        ("the machine id", &model.machine_id),
+        ("the boot id", &model.boot_id),
+        ("the kernel", &model.kernel),
+        ("the OS name", &model.os),
+        ("the CPU model", &model.cpu_model),
+        ("the agent version", &model.agent_version),
+    ] {
+        text(what, value, MAX_TEXT_LEN)?;
+    }
+    schema(&model.schema)
+}
+
+/// Checks a schema: names, labels, duplicates, limits, revision.
+///
+/// # Errors
+/// The first problem found.
+pub fn schema(schema: &Schema) -> Result<(), ModelError> {
+    if schema.families.len() > MAX_FAMILIES {
+        return Err(ModelError::TooMany {
+            what: "families".into(),
+            count: schema.families.len(),
+            max: MAX_FAMILIES,
+        });
+    }
+    let series: usize = schema.families.iter().map(|f| f.series.len()).sum();
+    if series > MAX_SERIES {
+        return Err(ModelError::TooMany { what: "series".into(), count: series, max: MAX_SERIES });
+    }
+    let mut names = HashSet::with_capacity(schema.families.len());
+    for family in &schema.families {
+        let name = family.name.as_str();
+        text("a metric name", name, MAX_NAME_LEN)?;
+        if !is_metric_name(name) {
+            return Err(ModelError::MetricName { name: shown(name) });
+        }
+        if let Some(prefix) = RESERVED_PREFIXES.iter().find(|p| name.starts_with(*p)) {
+            return Err(ModelError::ReservedName { name: shown(name), prefix });
+        }
+        if !names.insert(name) {
+            return Err(ModelError::DuplicateFamily { name: shown(name) });
+        }
+        text(&format!("the help of {}", shown(name)), &family.help, MAX_HELP_LEN)?;
+        let mut seen = HashSet::with_capacity(family.series.len());
+        for labels in &family.series {
+            if labels.len() > MAX_LABELS {
+                return Err(ModelError::TooMany {
+                    what: format!("labels in a series of {}", shown(name)),
+                    count: labels.len(),
+                    max: MAX_LABELS,
+                });
+            }
+            let mut set: Vec<(&str, &str)> = Vec::with_capacity(labels.len());
+            for label in labels {
+                text(&format!("a label name in {}", shown(name)), &label.name, MAX_LABEL_NAME_LEN)?;
+                if !is_label_name(&label.name) {
+                    return Err(ModelError::LabelName {
+                        family: shown(name),
+                        label: shown(&label.name),
+                    });
+                }
+                if let Some(reserved) = RESERVED_LABELS.iter().find(|r| **r == label.name) {
+                    return Err(ModelError::ReservedLabel { family: shown(name), label: reserved });
+                }
+                text(
+                    &format!("the value of label {} in {}", label.name, shown(name)),
+                    &label.value,
+                    MAX_LABEL_VALUE_LEN,
+                )?;
+                set.push((&label.name, &label.value));
+            }
+            set.sort_unstable();
+            if let Some(pair) = set.windows(2).find(|w| w[0].0 == w[1].0) {
+                return Err(ModelError::DuplicateLabel {
+                    family: shown(name),
+                    label: shown(pair[0].0),
+                });
+            }
+            if !seen.insert(set) {
+                let labels = labels
+                    .iter()
+                    .map(|l| format!("{}={:?}", l.name, l.value))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let mut labels: String = labels.chars().take(64).collect();
+                if labels.len() == 64 {
+                    labels.push('…');
+                }
+                return Err(ModelError::DuplicateSeries { family: shown(name), labels });
+            }
+        }
+    }
+    let computed = Schema::compute_revision(&schema.families);
+    if computed != schema.revision {
+        return Err(ModelError::Revision { claimed: schema.revision, computed });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Family, Kind, Label};
+
+    fn family(name: &str, series: Vec<Vec<Label>>) -> Family {
+        Family { name: name.into(), help: "h".into(), kind: Kind::Gauge, series }
+    }
+
+    fn check(families: Vec<Family>) -> Result<(), ModelError> {
+        schema(&Schema::new(families))
+    }
+
+    #[test]
+    fn names() {
+        for good in ["a", "_a", ":a", "node_cpu_seconds_total", "a:b_c9"] {
+            assert!(is_metric_name(good), "{good}");
+        }
+        for bad in ["", "9a", "a-b", "a\"b", "a b", "a\nb", "é"] {
+            assert!(!is_metric_name(bad), "{bad:?}");
+        }
+        for good in ["a", "_a", "cpu", "a9_"] {
+            assert!(is_label_name(good), "{good}");
+        }
+        for bad in ["", "9a", "a:b", "a\"b", "__name__", "__x"] {
+            assert!(!is_label_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_rule_has_its_own_error() {
+        let l = |n: &str, v: &str| Label::new(n, v);
+        assert_eq!(check(vec![family("ok", vec![vec![l("a", "x\n\"y\\")]])]), Ok(()));
+        let cases: Vec<(Vec<Family>, &str)> = vec![
+            (vec![family("a\"b", vec![vec![]])], "metric_name"),
+            (vec![family("curvemon_host_up", vec![vec![]])], "reserved_name"),
+            (vec![family("x", vec![vec![l("a\"b", "1")]])], "label_name"),
+            (vec![family("x", vec![vec![l("__name__", "1")]])], "label_name"),
+            (vec![family("x", vec![vec![l("host", "1")]])], "reserved_label"),
+            (vec![family("x", vec![vec![]]), family("x", vec![vec![]])], "duplicate_family"),
+            (vec![family("x", vec![vec![l("a", "1"), l("a", "2")]])], "duplicate_label"),
+            (
+                vec![family(
+                    "x",
+                    vec![vec![l("a", "1"), l("b", "2")], vec![l("b", "2"), l("a", "1")]],
+                )],
+                "duplicate_series",
+            ),
+            (
+                vec![family("x", vec![vec![l("a", &"v".repeat(MAX_LABEL_VALUE_LEN + 1))]])],
+                "too_long",
+            ),
+            (
+                vec![family("x", vec![(0..40).map(|i| l(&format!("l{i}"), "v")).collect()])],
+                "too_many",
+            ),
+            (vec![family(&"n".repeat(MAX_NAME_LEN + 1), vec![vec![]])], "too_long"),
+        ];
+        for (families, reason) in cases {
+            let error = check(families).unwrap_err();
+            assert_eq!(error.reason(), reason, "{error}");
+            assert!(ModelError::REASONS.contains(&error.reason()));
+        }
+        let mut forged = Schema::new(vec![family("x", vec![vec![]])]);
+        forged.revision ^= 1;
+        assert_eq!(schema(&forged).unwrap_err().reason(), "revision");
+        assert_eq!(hostname("").unwrap_err().reason(), "hostname");
+        assert_eq!(hostname("a\nb").unwrap_err().reason(), "hostname");
+        assert!(hostname("web-01.example").is_ok());
+    }
+
+    #[test]
+    fn messages_quote_at_most_64_characters() {
+        let long = "x\"".repeat(1000);
+        let error = check(vec![family(&long[..150], vec![vec![]])]).unwrap_err();
+        assert!(error.to_string().len() < 200, "{error}");
+        assert!(error.to_string().contains("\\\""), "escaped: {error}");
+    }
+}
