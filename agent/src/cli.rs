@@ -90,6 +90,18 @@ pub struct RunArgs {
     /// Print the collectors, what each reads, and whether it runs by default; then exit.
     #[arg(long)]
     pub list_collectors: bool,
+    /// Receive StatsD over UDP at ADDR, or `off` [default: the config
+    /// file's [statsd] udp, else 127.0.0.1:8125].
+    #[arg(long, env = "CURVEMON_STATSD_UDP", value_name = "ADDR|off")]
+    pub statsd_udp: Option<String>,
+    /// Receive StatsD datagrams on this Unix socket, or `off` [default: the
+    /// config file's [statsd] unix, else /run/curvemon/statsd.sock].
+    #[arg(long, env = "CURVEMON_STATSD_UNIX", value_name = "PATH|off")]
+    pub statsd_unix: Option<String>,
+    /// Receive StatsD lines on this Unix stream socket, or `off` [default:
+    /// the config file's [statsd] stream, else /run/curvemon/statsd-stream.sock].
+    #[arg(long, env = "CURVEMON_STATSD_STREAM", value_name = "PATH|off")]
+    pub statsd_stream: Option<String>,
     /// Where the host's /etc is (os-release, machine-id).
     #[arg(long, env = "CURVEMON_ETC_ROOT", default_value = "/etc", value_name = "DIR")]
     pub etc_root: PathBuf,

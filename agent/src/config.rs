@@ -59,10 +59,11 @@ impl Config {
         if args.stale_after < Duration::from_secs(1) {
             bail!("--stale-after {:?} is too short: at least 1s", args.stale_after);
         }
-        let options = match &args.config {
+        let mut options = match &args.config {
             Some(path) => Options::load(path, true)?,
             None => Options::load(std::path::Path::new(DEFAULT_CONFIG), false)?,
         };
+        statsd_flags(&mut options, &args.statsd_udp, &args.statsd_unix, &args.statsd_stream)?;
         let collectors =
             collectors::select(args.collectors.as_deref(), &options, &args.no_collector)?;
         if collectors.is_empty() {
@@ -87,6 +88,49 @@ impl Config {
             options,
         })
     }
+}
+
+/// `--statsd-udp`, `--statsd-unix` and `--statsd-stream` over the file's
+/// `[statsd]` section.
+fn statsd_flags(
+    options: &mut Options,
+    udp: &Option<String>,
+    unix: &Option<String>,
+    stream: &Option<String>,
+) -> anyhow::Result<()> {
+    let sources = &mut options.sources;
+    let mut statsd = sources.statsd.take().unwrap_or_else(|| crate::sources::statsd::Config {
+        udp: None,
+        unix: None,
+        stream: None,
+        ..crate::sources::statsd::Config::default()
+    });
+    let off = |v: &str| v.is_empty() || v == "off";
+    if let Some(udp) = udp {
+        statsd.udp = if off(udp) {
+            None
+        } else {
+            Some(udp.parse().with_context(|| {
+                format!("--statsd-udp {udp:?}: expected an address such as 127.0.0.1:8125 or off")
+            })?)
+        };
+    }
+    for (flag, value, slot) in
+        [("--statsd-unix", unix, &mut statsd.unix), ("--statsd-stream", stream, &mut statsd.stream)]
+    {
+        if let Some(value) = value {
+            *slot = if off(value) {
+                None
+            } else if value.starts_with('/') {
+                Some(value.into())
+            } else {
+                bail!("{flag} {value:?}: expected an absolute path or off");
+            };
+        }
+    }
+    let any = statsd.udp.is_some() || statsd.unix.is_some() || statsd.stream.is_some();
+    sources.statsd = any.then_some(statsd);
+    Ok(())
 }
 
 /// Turns `host`, `host:port`, `[v6]:port` or `tcp://host:port` into a

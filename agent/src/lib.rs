@@ -2,11 +2,13 @@
 //!
 //! The agent is one thread with one event loop ([`run`]): it owns the
 //! connection to the collector (ZMTP with CURVE, from the zmtp crate; no
-//! libzmq, no I/O thread) and the signal pipe, polls them together, samples
-//! `/proc` on its interval and decides, through the pure
-//! [`session::Session`], when the link has gone quiet and must be rebuilt.
-//! One thread is enough: a full collection of the default families takes
-//! well under a millisecond.
+//! libzmq, no I/O thread), the StatsD sockets and the signal pipe, polls
+//! them together without ever blocking, samples `/proc` on its interval and
+//! decides, through the pure [`session::Session`], when the link has gone
+//! quiet and must be rebuilt. One thread is enough: a full collection of
+//! the default families takes well under a millisecond. Helper threads
+//! exist only for what cannot be made non-blocking: a name lookup while it
+//! runs, scrapes of local pages, a `statvfs` of a network mount.
 //!
 //! Layout:
 //! - [`cli`] and [`config`]: flags, and the validated values `run` takes.
@@ -14,14 +16,19 @@
 //! - [`collectors`]: one module per `/proc` family, behind one trait.
 //! - [`sampler`]: runs the collectors and lays out the schema and values.
 //! - [`model`]: the host inventory sent on request.
-//! - [`session`] and [`backoff`]: pure decisions about the link.
-//! - [`run`]: the connection, the loop and shutdown.
+//! - [`sources`] and [`apps`]: application metrics (StatsD, scraped pages),
+//!   aggregated per interval into declared series.
+//! - [`link`]: the connection to the collector as a non-blocking state
+//!   machine; [`session`] and [`backoff`]: pure decisions about it.
+//! - [`run`]: the loop and shutdown.
 //! - [`signals`]: SIGTERM and SIGINT as a pollable file descriptor.
 
+pub mod apps;
 pub mod backoff;
 pub mod cli;
 pub mod collectors;
 pub mod config;
+pub mod link;
 pub mod model;
 pub mod options;
 pub mod roots;
@@ -29,6 +36,7 @@ pub mod run;
 pub mod sampler;
 pub mod session;
 pub mod signals;
+pub mod sources;
 
 pub use config::Config;
 pub use run::run;

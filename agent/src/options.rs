@@ -76,6 +76,8 @@ pub struct Options {
     /// Per-collector intervals from `[intervals]`, over the catalog's
     /// defaults; names checked by [`crate::collectors::select`].
     pub intervals: Vec<(Named, Duration)>,
+    /// Application sources: `[statsd]` and `[[scrape]]`.
+    pub sources: crate::sources::Config,
 }
 
 /// A group of processes the operator names; matches if any matcher does.
@@ -107,9 +109,18 @@ impl Default for Options {
             cgroup_parents: vec!["system.slice".into(), "machine.slice".into()],
             process_groups: Vec::new(),
             intervals: Vec::new(),
+            sources: crate::sources::Config {
+                statsd: Some(crate::sources::statsd::Config::default()),
+                limits: crate::apps::Limits::default(),
+                default_app: DEFAULT_APP.into(),
+                scrape: Vec::new(),
+            },
         }
     }
 }
+
+/// The application of StatsD names with neither a dot nor an `app` tag.
+pub const DEFAULT_APP: &str = "statsd";
 
 impl Options {
     /// An error at `line` of the file these options came from.
@@ -128,6 +139,38 @@ struct FileText {
     cgroups: CgroupSection,
     process: Vec<Spanned<ProcessSection>>,
     intervals: std::collections::BTreeMap<String, Spanned<String>>,
+    statsd: StatsdSection,
+    scrape: Vec<Spanned<ScrapeSection>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct StatsdSection {
+    udp: Option<Spanned<String>>,
+    unix: Option<Spanned<String>>,
+    stream: Option<Spanned<String>>,
+    socket_mode: Option<Spanned<String>>,
+    max_connections: Option<usize>,
+    default_app: Option<Spanned<String>>,
+    max_series: Option<usize>,
+    max_series_per_app: Option<usize>,
+    ttl: Option<Spanned<String>>,
+    max_set_members: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScrapeSection {
+    url: Spanned<String>,
+    app: String,
+    instance: Option<String>,
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    max_bytes: Option<usize>,
+    max_series: Option<usize>,
+    path: Option<String>,
+    #[serde(default)]
+    allow_remote: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -281,7 +324,15 @@ impl Options {
                 .map(|n| Named { line: line(n.span().start), name: n.into_inner() })
                 .collect()
         });
+        let duration = |value: &Option<Spanned<String>>, key: &str, default: Duration| match value {
+            None => Ok(default),
+            Some(v) => humantime::parse_duration(v.get_ref()).map_err(|e| {
+                at(v.span().start, format!("{key}: expected a duration such as 10s or 5m: {e}"))
+            }),
+        };
+        let sources = sources(&file.statsd, &file.scrape, &at, &duration)?;
         Ok(Options {
+            sources,
             file: Some(path.to_path_buf()),
             intervals,
             collectors,
@@ -302,6 +353,134 @@ impl Options {
             process_groups,
         })
     }
+}
+
+/// `off` (or empty) turns a socket off; anything else is its address.
+fn on(value: &Option<Spanned<String>>) -> Option<Option<&Spanned<String>>> {
+    match value {
+        None => None,
+        Some(v) if v.get_ref().is_empty() || v.get_ref() == "off" => Some(None),
+        Some(v) => Some(Some(v)),
+    }
+}
+
+type At<'a> = dyn Fn(usize, String) -> ConfigFileError + 'a;
+type DurationAt<'a> =
+    dyn Fn(&Option<Spanned<String>>, &str, Duration) -> Result<Duration, ConfigFileError> + 'a;
+
+/// The `[statsd]` and `[[scrape]]` sections, checked.
+fn sources(
+    statsd: &StatsdSection,
+    scrape: &[Spanned<ScrapeSection>],
+    at: &At<'_>,
+    duration: &DurationAt<'_>,
+) -> Result<crate::sources::Config, ConfigFileError> {
+    use crate::sources::{scrape::Target, statsd::Config as Statsd};
+    let defaults = Statsd::default();
+    let udp = match on(&statsd.udp) {
+        None => defaults.udp,
+        Some(None) => None,
+        Some(Some(v)) => Some(v.get_ref().parse().map_err(|_| {
+            at(
+                v.span().start,
+                format!(
+                    "udp: expected an address such as 127.0.0.1:8125 or \"off\", got {:?}",
+                    v.get_ref()
+                ),
+            )
+        })?),
+    };
+    let path = |value: &Option<Spanned<String>>, default: Option<PathBuf>| match on(value) {
+        None => Ok(default),
+        Some(None) => Ok(None),
+        Some(Some(v)) if v.get_ref().starts_with('/') => Ok(Some(PathBuf::from(v.get_ref()))),
+        Some(Some(v)) => Err(at(
+            v.span().start,
+            format!("expected an absolute path or \"off\", got {:?}", v.get_ref()),
+        )),
+    };
+    let socket_mode = match &statsd.socket_mode {
+        None => defaults.socket_mode,
+        Some(v) => u32::from_str_radix(v.get_ref().trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                at(
+                    v.span().start,
+                    format!(
+                        "socket_mode: expected an octal mode such as \"0666\", got {:?}",
+                        v.get_ref()
+                    ),
+                )
+            })?,
+    };
+    let config = Statsd {
+        udp,
+        unix: path(&statsd.unix, defaults.unix.clone())?,
+        stream: path(&statsd.stream, defaults.stream.clone())?,
+        socket_mode,
+        max_connections: statsd.max_connections.unwrap_or(defaults.max_connections),
+    };
+    let any = config.udp.is_some() || config.unix.is_some() || config.stream.is_some();
+    let limits = crate::apps::Limits::default();
+    let limits = crate::apps::Limits {
+        max_series: statsd.max_series.unwrap_or(limits.max_series),
+        max_series_per_app: statsd.max_series_per_app.unwrap_or(limits.max_series_per_app),
+        ttl: duration(&statsd.ttl, "ttl", limits.ttl)?,
+        max_set_members: statsd.max_set_members.unwrap_or(limits.max_set_members),
+    };
+    let default_app = match &statsd.default_app {
+        None => DEFAULT_APP.to_string(),
+        Some(v) if v.get_ref().trim().is_empty() => {
+            return Err(at(v.span().start, "default_app: expected a non-empty name".into()));
+        }
+        Some(v) => v.get_ref().clone(),
+    };
+    let mut targets = Vec::new();
+    for entry in scrape {
+        let start = entry.span().start;
+        let s = entry.get_ref();
+        let url = crate::sources::scrape::Url::parse(
+            s.url.get_ref(),
+            s.path.as_deref().unwrap_or("/metrics"),
+        )
+        .map_err(|e| at(s.url.span().start, format!("[[scrape]] url: {e}")))?;
+        if !url.is_local() && !s.allow_remote {
+            return Err(at(
+                s.url.span().start,
+                format!(
+                    "[[scrape]] {url}: not on this host; set allow_remote = true to scrape it anyway"
+                ),
+            ));
+        }
+        if s.app.trim().is_empty() {
+            return Err(at(start, "[[scrape]]: expected a non-empty `app`".into()));
+        }
+        let interval = duration(&s.interval, "interval", Duration::from_secs(10))?;
+        let timeout = duration(&s.timeout, "timeout", Duration::from_secs(5).min(interval))?;
+        if interval.is_zero() || timeout.is_zero() {
+            return Err(at(start, "[[scrape]]: interval and timeout must be above zero".into()));
+        }
+        let instance = s.instance.clone().unwrap_or_else(|| match &url {
+            crate::sources::scrape::Url::Http { host, port, .. } => format!("{host}:{port}"),
+            crate::sources::scrape::Url::Unix { socket, .. } => socket.display().to_string(),
+        });
+        targets.push(Target {
+            url,
+            app: s.app.clone(),
+            instance,
+            interval,
+            timeout,
+            max_bytes: s.max_bytes.unwrap_or(4 << 20),
+            max_series: s.max_series.unwrap_or(1_000),
+        });
+    }
+    Ok(crate::sources::Config {
+        statsd: any.then_some(config),
+        limits,
+        default_app,
+        scrape: targets,
+    })
 }
 
 #[cfg(test)]
@@ -380,6 +559,35 @@ unit = "nginx.service"
         assert!(e.contains(":2: [[process]] \"x\": expected at least one of"), "{e}");
         let e = parse("[[process]]\nname = \"a\"\ncomm = [\"a\"]\n[[process]]\nname = \"a\"\ncomm = [\"b\"]\n").unwrap_err();
         assert!(e.contains(":4:") && e.contains("used twice"), "{e}");
+    }
+
+    #[test]
+    fn statsd_and_scrape_sections() {
+        let o = parse("").unwrap();
+        let statsd = o.sources.statsd.unwrap();
+        assert_eq!(statsd.udp, Some("127.0.0.1:8125".parse().unwrap()));
+        assert_eq!(o.sources.default_app, "statsd");
+        let o = parse(
+            "[statsd]\nudp = \"off\"\nunix = \"/tmp/s.sock\"\nstream = \"off\"\nttl = \"1m\"\nmax_series = 5\n\n\
+             [[scrape]]\nurl = \"http://127.0.0.1:9/metrics\"\napp = \"billing\"\ninterval = \"2s\"\n",
+        )
+        .unwrap();
+        let statsd = o.sources.statsd.unwrap();
+        assert_eq!((statsd.udp, statsd.stream), (None, None));
+        assert_eq!(statsd.unix.as_deref(), Some(Path::new("/tmp/s.sock")));
+        assert_eq!(o.sources.limits.ttl, Duration::from_secs(60));
+        assert_eq!(o.sources.limits.max_series, 5);
+        assert_eq!(o.sources.scrape[0].app, "billing");
+        assert_eq!(o.sources.scrape[0].instance, "127.0.0.1:9");
+        assert_eq!(o.sources.scrape[0].interval, Duration::from_secs(2));
+        let off = parse("[statsd]\nudp = \"off\"\nunix = \"off\"\nstream = \"\"\n").unwrap();
+        assert!(off.sources.statsd.is_none());
+        let e = parse("[statsd]\nudp = \"localhost\"\n").unwrap_err();
+        assert!(e.contains(":2: udp: expected an address"), "{e}");
+        let e = parse("\n[[scrape]]\nurl = \"http://10.1.1.1:9/m\"\napp = \"x\"\n").unwrap_err();
+        assert!(e.contains(":3: [[scrape]] http://10.1.1.1:9/m: not on this host"), "{e}");
+        let e = parse("[statsd]\nsocket_mode = \"999\"\n").unwrap_err();
+        assert!(e.contains(":2: socket_mode"), "{e}");
     }
 
     #[test]

@@ -1,52 +1,50 @@
-//! The agent's event loop: one CURVE connection to the collector and the
-//! signal descriptor, polled together on one thread.
+//! The agent's event loop: one thread polls the signal descriptor, the
+//! link to the collector, the StatsD sockets and the scrape worker's wake
+//! descriptor together, and samples on its interval.
 //!
-//! A link is one [`Client`] (ZMTP 3.1 with CURVE, in Rust: see the zmtp
-//! crate for why not libzmq). Each completed handshake is followed by a
-//! hello, so a restarted collector learns about the agent at once. When the
-//! connection drops, or the collector has been silent for the stale window
-//! (a half-open TCP connection looks like that), the agent reconnects after
-//! a backoff: 250 ms after a connection that worked, doubling to 30 s while
-//! attempts fail.
+//! Nothing in the loop blocks: the link connects as a state machine
+//! ([`crate::link`]), StatsD sockets are read in bounded batches, and
+//! scrapes run on their own thread. So StatsD is read while the collector
+//! is slow or away, and a signal is noticed at once.
 //!
-//! Shutdown: SIGTERM or SIGINT, also in the middle of a connect or a
-//! handshake → a `Bye` is sent, the socket lingers at most [`BYE_LINGER`]
-//! to deliver it, and the connection closes.
+//! Each completed handshake is followed by a hello, so a restarted
+//! collector learns about the agent at once; the model (and, in version 2,
+//! every application series) follows when the collector asks.
+//!
+//! Shutdown: SIGTERM or SIGINT → a `Bye` is sent if connected, the socket
+//! lingers at most [`BYE_LINGER`] to deliver it, the StatsD socket files
+//! are removed, and the process exits.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use curvemon_keys::{PublicKey, SecretCert, cert};
-use curvemon_protocol::{Bye, DecodeError, Hello, MAX_FRAME_BYTES, Message, Metrics, codec};
-use curvemon_zmtp::{Client, Keys, Options, ZmtpError};
+use curvemon_keys::cert;
+use curvemon_protocol::{
+    AppPoint, AppSeries, Bye, Hello, HostValues, MAX_FRAME_BYTES, Message, Metrics,
+    Sample as SampleMessage,
+};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use tracing::{debug, error, info, warn};
 
 use crate::{
-    backoff::{self, Backoff},
+    apps::Drop,
     collectors,
     config::Config,
+    link::{Event, Identity, Link},
     model::{self, HostFacts},
     roots::Roots,
     sampler::{Sample, Sampler},
-    session::Session,
     signals::Signals,
+    sources::Sources,
 };
 
 /// How long the socket may keep trying to deliver `Bye` on shutdown.
 pub const BYE_LINGER: Duration = Duration::from_secs(1);
 
-/// The first retry after a connection that worked, and the longest wait
-/// between failing attempts.
-const RECONNECT_BASE: Duration = Duration::from_millis(250);
-const RECONNECT_MAX: Duration = Duration::from_secs(30);
-
-/// For the TCP connect and the CURVE handshake together.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Bytes of messages that may wait for a slow connection (beyond the
-/// kernel's send buffer); past it, samples are dropped and counted.
-const SEND_QUEUE: usize = 4 << 20;
+/// Application series declared per message: a full declaration of
+/// thousands of series travels in several frames, each well under the
+/// frame limit.
+const DECLARATIONS_PER_MESSAGE: usize = 2_000;
 
 /// Runs the agent until SIGTERM or SIGINT.
 ///
@@ -82,130 +80,131 @@ pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
         collectors = %config.collectors.join(","),
         "Starting agent."
     );
-
+    let link = Link::new(
+        config.endpoint.clone(),
+        Identity {
+            cert: identity,
+            collector: collector_key,
+            keys_dir: config.keys_dir.clone(),
+            collector_key_file: config.collector_key.clone(),
+        },
+        config.stale_after,
+    );
     let sampler = Sampler::new(collectors::build(&config.collectors, &config.options))
         .with_cadence(|name| collectors::every(name, &config.options, config.interval));
+    let sources = Sources::open(&config.options.sources, &root);
     let mut agent = Agent {
         interval_ms: u32::try_from(config.interval.as_millis()).unwrap_or(u32::MAX),
         config,
-        identity,
-        collector_key,
         root,
         facts,
         sampler,
+        sources,
+        link,
         last_sample: None,
         seq: 0,
         dropped: 0,
-        last_failure: None,
-        broken: None,
+        model_revision_sent: None,
+        told_old_collector: false,
     };
-    let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_MAX);
-    loop {
-        match agent.connect(signals) {
-            Ok(mut link) => {
-                info!(collector = %link.peer(), "Connected to the collector (CURVE handshake done).");
-                agent.last_failure = None;
-                match agent.serve(&mut link, signals)? {
-                    Outcome::Shutdown(reason) => {
-                        info!(reason, "Shutting down.");
-                        agent.send(&mut link, &Message::Bye(Bye { reason }));
-                        link.linger(Instant::now() + BYE_LINGER);
-                        return Ok(());
-                    }
-                    Outcome::Reconnect { why, healthy } => {
-                        if healthy {
-                            backoff.reset();
-                        }
-                        warn!(why, "Reconnecting to the collector.");
-                    }
-                }
-            }
-            Err(ZmtpError::Interrupted) => {}
-            Err(error) => {
-                let message = agent.describe(&error);
-                agent.link_failure(message);
-            }
-        }
-        if let Some(reason) = signals.received() {
-            info!(reason, "Shutting down.");
-            return Ok(());
-        }
-        let delay = backoff.next(backoff::jitter());
-        debug!(?delay, "Waiting before connecting again.");
-        if let Some(reason) = wait_for_signal(signals, delay)? {
-            info!(reason, "Shutting down.");
-            return Ok(());
-        }
-    }
-}
-
-/// Why [`Agent::serve`] returned.
-enum Outcome {
-    Shutdown(String),
-    Reconnect { why: String, healthy: bool },
+    let result = agent.serve(signals);
+    agent.sources.close();
+    result
 }
 
 struct Agent {
     config: Config,
-    identity: SecretCert,
-    collector_key: PublicKey,
     root: Roots,
     facts: HostFacts,
     sampler: Sampler,
+    sources: Sources,
+    link: Link,
     interval_ms: u32,
     last_sample: Option<Sample>,
-    /// Sequence number of the last metrics message; continues across links.
+    /// Sequence number of the last sample sent; continues across links.
     seq: u64,
-    /// Messages dropped because the send queue was full.
+    /// Samples the link refused (queue full).
     dropped: u64,
-    /// The last link failure logged, to log repeats quietly.
-    last_failure: Option<(String, Instant)>,
-    /// Why the current connection failed while sending, if it did.
-    broken: Option<ZmtpError>,
+    /// The schema revision of the model sent on this connection.
+    model_revision_sent: Option<u64>,
+    /// Whether this connection's lack of application support was logged.
+    told_old_collector: bool,
 }
 
 impl Agent {
-    /// Connects and completes the handshake; a signal interrupts it.
-    fn connect(&self, signals: &Signals) -> Result<Client, ZmtpError> {
-        let keys = Keys {
-            public: *self.identity.pair.public.as_bytes(),
-            secret: zeroize::Zeroizing::new(*self.identity.pair.secret.as_bytes()),
-            server: *self.collector_key.as_bytes(),
-        };
-        let options = Options {
-            timeout: HANDSHAKE_TIMEOUT,
-            interrupt: Some(signals.borrow_fd()),
-            max_message: MAX_FRAME_BYTES,
-            send_queue: SEND_QUEUE,
-        };
-        Client::connect(&self.config.endpoint, keys, &options)
-    }
-
-    /// Words for a failed connection that say what to check.
-    fn describe(&self, error: &ZmtpError) -> String {
-        let endpoint = &self.config.endpoint;
-        let key_file = self.config.collector_key.display();
-        match error {
-            ZmtpError::Refused(status) => format!(
-                "the collector refused this agent's key {} (ZAP status {status}); add {} to the \
-                 collector's authorized_agents/ directory",
-                self.identity.pair.public,
-                self.config.keys_dir.join("agent.key").display()
-            ),
-            ZmtpError::Closed(_) | ZmtpError::Crypto(_) => format!(
-                "CURVE handshake with {endpoint} failed: {error}; check that {key_file} holds \
-                 this collector's public key (or the collector refused this agent)"
-            ),
-            ZmtpError::NotZmtp | ZmtpError::Mechanism(_) | ZmtpError::Protocol(_) => {
-                format!("{endpoint} is not a curvemon collector: {error}")
+    fn serve(&mut self, signals: &Signals) -> anyhow::Result<()> {
+        let mut next_sample = Instant::now();
+        loop {
+            let now = Instant::now();
+            let link_deadline = self.link.deadline();
+            let wake = next_sample.min(link_deadline);
+            let timeout = wake.saturating_duration_since(now).min(Duration::from_secs(1));
+            let (link_ready, sources_ready) = {
+                let link_item = self.link.poll_item();
+                let has_link = link_item.is_some();
+                let mut items = vec![PollFd::from_borrowed_fd(signals.borrow_fd(), PollFlags::IN)];
+                items.extend(link_item.map(|(fd, flags)| PollFd::from_borrowed_fd(fd, flags)));
+                items.extend(
+                    self.sources
+                        .fds()
+                        .into_iter()
+                        .map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN)),
+                );
+                poll(&mut items, timeout.max(Duration::from_millis(1)))
+                    .context("polling the agent's sockets")?;
+                let skip = 1 + usize::from(has_link);
+                let link_ready = has_link && !items[1].revents().is_empty();
+                let sources: Vec<bool> =
+                    items[skip..].iter().map(|i| !i.revents().is_empty()).collect();
+                (link_ready, sources)
+            };
+            if let Some(reason) = signals.received() {
+                info!(reason, "Shutting down.");
+                if self.link.is_up() {
+                    self.link.send(&Message::Bye(Bye { reason: reason.to_string() }));
+                    self.link.close(BYE_LINGER);
+                }
+                return Ok(());
             }
-            _ => format!("{endpoint}: {error}"),
+            let now = Instant::now();
+            if sources_ready.iter().any(|r| *r) {
+                self.sources.read(&sources_ready, now);
+            }
+            if link_ready || now >= link_deadline {
+                for event in self.link.advance(now) {
+                    self.on_event(event, now);
+                }
+            }
+            if now >= next_sample {
+                self.sample(now);
+                next_sample += self.config.interval;
+                if next_sample < now {
+                    // Slept through whole intervals (suspend): skip them.
+                    next_sample = now + self.config.interval;
+                }
+            }
+            self.send_model_if_due(now);
         }
     }
 
-    fn serve(&mut self, link: &mut Client, signals: &Signals) -> anyhow::Result<Outcome> {
-        let mut session = Session::new(Instant::now(), self.config.stale_after);
-        session.connection_established();
+    fn on_event(&mut self, event: Event, now: Instant) {
+        match event {
+            Event::Connected => {
+                info!(collector = %self.link.endpoint(), "Connected to the collector (CURVE handshake done).");
+                self.model_revision_sent = None;
+                self.told_old_collector = false;
+                self.hello();
+            }
+            Event::Downgraded { .. } => self.hello(),
+            Event::Message(message) => self.on_message(*message, now),
+            Event::Lost { why } => warn!(why, "Reconnecting to the collector."),
+        }
+    }
+
+    /// Says hello and, in version 2, declares every application series:
+    /// before any sample of this connection, so that the ids its samples
+    /// use mean what they say to this collector.
+    fn hello(&mut self) {
         let hello = Message::Hello(Hello {
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             hostname: self.config.name.clone(),
@@ -213,104 +212,20 @@ impl Agent {
             boot_id: self.facts.boot_id.clone(),
             interval_ms: self.interval_ms,
         });
-        self.send(link, &hello);
-        let mut next_sample = Instant::now();
-        let mut model_revision_sent: Option<u64> = None;
-        loop {
-            if let Some(error) = self.broken.take() {
-                return Ok(Outcome::Reconnect {
-                    why: format!("lost the connection: {error}"),
-                    healthy: session.heard_any(),
-                });
-            }
-            let now = Instant::now();
-            let wake = session.next_deadline().min(next_sample);
-            let timeout = wake.saturating_duration_since(now).min(Duration::from_secs(1));
-            let socket_events =
-                if link.wants_write() { PollFlags::IN | PollFlags::OUT } else { PollFlags::IN };
-            let mut items = [
-                PollFd::from_borrowed_fd(link.fd(), socket_events),
-                PollFd::from_borrowed_fd(signals.borrow_fd(), PollFlags::IN),
-            ];
-            poll(&mut items, timeout.max(Duration::from_millis(1)))
-                .context("polling the collector socket")?;
-            if let Some(reason) = signals.received() {
-                return Ok(Outcome::Shutdown(reason.to_string()));
-            }
-            if let Err(error) = link.flush() {
-                self.broken = Some(error);
-                continue;
-            }
-            loop {
-                let frame = match link.receive() {
-                    Ok(Some(frame)) => frame,
-                    Ok(None) => break,
-                    Err(error) => {
-                        self.broken = Some(error);
-                        break;
-                    }
-                };
-                if let Some(outcome) = self.on_frame(&frame, &mut session) {
-                    return Ok(outcome);
-                }
-            }
-            if self.broken.is_some() {
-                continue;
-            }
-            let now = Instant::now();
-            if now >= next_sample {
-                let sample = self.sampler.sample(&self.root);
-                // A changed schema (a new disk, a failed collector) goes out
-                // unasked, so the collector does not drop values meanwhile.
-                if model_revision_sent.is_some_and(|r| r != sample.revision) {
-                    session.schema_changed();
-                }
-                self.last_sample = Some(sample);
-                if session.model_due(now) {
-                    model_revision_sent = self.send_model(link, &mut session, now);
-                }
-                self.send_metrics(link);
-                next_sample += self.config.interval;
-                if next_sample < now {
-                    // Slept through whole intervals (suspend): skip them.
-                    next_sample = now + self.config.interval;
-                }
-            } else if session.model_due(now) {
-                model_revision_sent = self.send_model(link, &mut session, now);
-            }
-            if session.is_stale(now) {
-                return Ok(Outcome::Reconnect {
-                    why: format!(
-                        "nothing heard from the collector for {}",
-                        humantime::format_duration(self.config.stale_after)
-                    ),
-                    healthy: session.heard_any(),
-                });
-            }
+        self.link.send(&hello);
+        if self.link.version().is_some_and(|v| v >= 2) {
+            let full = self.sources.full();
+            self.declare(full);
         }
     }
 
-    fn on_frame(&mut self, frame: &[u8], session: &mut Session) -> Option<Outcome> {
-        let message = match codec::decode(frame) {
-            Ok(message) => message,
-            Err(DecodeError::UnsupportedVersion { theirs, ours }) => {
-                error!(
-                    collector_version = theirs,
-                    agent_version = ours,
-                    "The collector speaks another protocol version; upgrade the older side."
-                );
-                return None;
-            }
-            Err(error) => {
-                warn!(%error, bytes = frame.len(), "Ignoring a malformed frame from the collector.");
-                return None;
-            }
-        };
-        session.heard(Instant::now());
+    fn on_message(&mut self, message: Message, now: Instant) {
         match message {
             Message::ModelRequest => {
                 debug!("Collector asked for the model.");
-                session.model_requested();
+                if let Some(session) = self.link.session() {
+                    session.model_requested();
+                }
             }
             Message::Ping(ping) => {
                 let skew_ms = unix_ms().abs_diff(ping.sent_at_ms);
@@ -321,56 +236,122 @@ impl Agent {
             }
             Message::Reject(reject) => {
                 error!(reason = ?reject.reason, detail = %reject.detail, "The collector rejected this agent.");
-                return Some(Outcome::Reconnect {
-                    why: format!("rejected: {}", reject.detail),
-                    healthy: false,
-                });
+                for event in self.link.reconnect(format!("rejected: {}", reject.detail), now) {
+                    self.on_event(event, now);
+                }
             }
             other => {
                 warn!(kind = other.kind(), "Ignoring a message the collector should not send.");
             }
         }
-        None
     }
 
-    /// Logs a link failure at error level the first time, and repeats of the
-    /// same failure once a minute, so a misconfigured agent does not flood
-    /// the journal while it retries.
-    fn link_failure(&mut self, message: String) {
-        let now = Instant::now();
-        let repeat = self.last_failure.as_ref().is_some_and(|(last, at)| {
-            *last == message && now.duration_since(*at) < Duration::from_secs(60)
-        });
-        if repeat {
-            debug!(%message, "Link failure (repeat).");
-        } else {
-            error!("Link failure: {message}.");
-            self.last_failure = Some((message, now));
-        }
-    }
-
-    /// Sends one message; false when it was dropped (queue full) or the
-    /// connection failed (noted in `broken` for the loop).
-    fn send(&mut self, link: &mut Client, message: &Message) -> bool {
-        match link.send(&codec::encode(message)) {
-            Ok(sent) => sent,
-            Err(error) => {
-                debug!(%error, kind = message.kind(), "Sending to the collector failed.");
-                self.broken.get_or_insert(error);
-                false
+    /// Takes a sample of the host and ends the applications' interval, and
+    /// sends both if the link is up.
+    fn sample(&mut self, now: Instant) {
+        let own = self.sources.families();
+        let sample = self.sampler.sample_with(&self.root, own);
+        // A changed schema (a new disk, a failed collector) goes out
+        // unasked, so the collector does not drop values meanwhile.
+        if self.model_revision_sent.is_some_and(|r| r != sample.revision) {
+            if let Some(session) = self.link.session() {
+                session.schema_changed();
             }
         }
+        self.last_sample = Some(sample);
+        self.send_model_if_due(now);
+        let apps = self.sources.flush(now);
+        let Some(version) = self.link.version() else {
+            // Not connected: the next connection declares every series anew.
+            return;
+        };
+        let Some(sample) = &self.last_sample else { return };
+        self.seq += 1;
+        let taken_at_ms = unix_ms();
+        let host = HostValues { schema_revision: sample.revision, values: sample.values.clone() };
+        let message = if version >= 2 {
+            if let Some(declarations) = apps.declarations {
+                self.declare(declarations);
+            }
+            let points = self.fit(apps.points, &host);
+            Message::Sample(SampleMessage { seq: self.seq, taken_at_ms, host, apps: points })
+        } else {
+            if !apps.points.is_empty() && !self.told_old_collector {
+                warn!(
+                    collector = %self.link.endpoint(),
+                    "The collector speaks protocol version 1 and cannot take application \
+                     metrics; they are not sent to it. Upgrade the collector."
+                );
+                self.told_old_collector = true;
+            }
+            Message::Metrics(Metrics {
+                seq: self.seq,
+                taken_at_ms,
+                schema_revision: host.schema_revision,
+                values: host.values,
+            })
+        };
+        if !self.link.send(&message) {
+            self.dropped += 1;
+            debug!(seq = self.seq, dropped = self.dropped, "Send queue full; dropped a sample.");
+        }
     }
 
-    fn send_model(
-        &mut self,
-        link: &mut Client,
-        session: &mut Session,
-        now: Instant,
-    ) -> Option<u64> {
+    /// Keeps the application points that fit one frame beside the host's
+    /// values; the rest are counted as dropped (only thousands of busy
+    /// distributions in one interval come near the limit).
+    fn fit(&mut self, mut points: Vec<AppPoint>, host: &HostValues) -> Vec<AppPoint> {
+        let budget = MAX_FRAME_BYTES - 64 - host.values.len() * 9;
+        let mut used = 0usize;
+        let mut keep = points.len();
+        for (i, point) in points.iter().enumerate() {
+            used += point_size(point);
+            if used > budget {
+                keep = i;
+                break;
+            }
+        }
+        if keep < points.len() {
+            let dropped = points.len() - keep;
+            warn!(dropped, "Application points past the frame limit this interval were dropped.");
+            self.sources.apps.counts.drop(Drop::FrameLimit, dropped as u64);
+            points.truncate(keep);
+        }
+        points
+    }
+
+    /// Sends application declarations, split into frames of a bounded size.
+    fn declare(&mut self, mut declarations: AppSeries) {
+        if declarations.declare.len() <= DECLARATIONS_PER_MESSAGE {
+            self.link.send(&Message::AppSeries(declarations));
+            return;
+        }
+        let rest = declarations.declare.split_off(DECLARATIONS_PER_MESSAGE);
+        self.link.send(&Message::AppSeries(declarations));
+        for chunk in rest.chunks(DECLARATIONS_PER_MESSAGE) {
+            self.link.send(&Message::AppSeries(AppSeries {
+                full: false,
+                instances: Vec::new(),
+                declare: chunk.to_vec(),
+                retire: Vec::new(),
+                retire_instances: Vec::new(),
+            }));
+        }
+    }
+
+    /// Sends the model when the collector asked for it (or the schema
+    /// changed) and the answer window allows.
+    fn send_model_if_due(&mut self, now: Instant) {
+        let due = self.link.session().is_some_and(|s| s.model_due(now));
+        if !due {
+            return;
+        }
         let sample = match &self.last_sample {
             Some(sample) => sample,
-            None => self.last_sample.insert(self.sampler.sample(&self.root)),
+            None => {
+                let own = self.sources.families();
+                self.last_sample.insert(self.sampler.sample_with(&self.root, own))
+            }
         };
         let revision = sample.revision;
         if let Ok(facts) = model::read_facts(&self.root, &self.config.etc_root) {
@@ -378,49 +359,29 @@ impl Agent {
         }
         let model =
             model::build(self.facts.clone(), &self.config.name, self.interval_ms, sample.schema());
-        session.model_sent(now);
-        if self.send(link, &Message::Model(model)) {
+        if let Some(session) = self.link.session() {
+            session.model_sent(now);
+        }
+        if self.link.send(&Message::Model(model)) {
             debug!(revision, "Sent the model.");
-            Some(revision)
-        } else {
-            None
+            self.model_revision_sent = Some(revision);
         }
     }
+}
 
-    fn send_metrics(&mut self, link: &mut Client) {
-        let Some(sample) = &self.last_sample else { return };
-        self.seq += 1;
-        let metrics = Message::Metrics(Metrics {
-            seq: self.seq,
-            taken_at_ms: unix_ms(),
-            schema_revision: sample.revision,
-            values: sample.values.clone(),
-        });
-        if !self.send(link, &metrics) {
-            self.dropped += 1;
-            debug!(seq = self.seq, dropped = self.dropped, "Send queue full; dropped a sample.");
-        }
+/// Roughly the encoded size of a point (for the frame budget).
+fn point_size(point: &AppPoint) -> usize {
+    use curvemon_protocol::AppValue;
+    6 + match &point.value {
+        AppValue::Counter(_) | AppValue::Gauge(_) => 9,
+        AppValue::Distribution(s) => 48 + 12 * (s.positive.0.len() + s.negative.0.len()),
+        AppValue::Histogram { counts, .. } => 10 + 9 * counts.len(),
+        AppValue::Summary { values, .. } => 20 + 9 * values.len(),
     }
 }
 
 fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Sleeps for `delay` unless a signal arrives first.
-fn wait_for_signal(signals: &Signals, delay: Duration) -> anyhow::Result<Option<&'static str>> {
-    let deadline = Instant::now() + delay;
-    loop {
-        if let Some(reason) = signals.received() {
-            return Ok(Some(reason));
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(None);
-        }
-        let mut items = [PollFd::from_borrowed_fd(signals.borrow_fd(), PollFlags::IN)];
-        poll(&mut items, left).context("waiting before reconnecting")?;
-    }
 }
 
 /// Waits up to `timeout` for any of `items`; a signal arriving (EINTR) is

@@ -97,6 +97,13 @@ impl Sampler {
 
     /// Runs every collector once.
     pub fn sample(&mut self, roots: &Roots) -> Sample {
+        self.sample_with(roots, Vec::new())
+    }
+
+    /// Runs every collector once and adds `extra` families (the agent's
+    /// own, from outside the collectors: StatsD and scrape health) after
+    /// them.
+    pub fn sample_with(&mut self, roots: &Roots, extra: Vec<FamilySample>) -> Sample {
         let taken = self.taken;
         self.taken += 1;
         for slot in &mut self.slots {
@@ -138,7 +145,8 @@ impl Sampler {
             success.push(vec![label("collector", name)], if slot.failing { 0.0 } else { 1.0 });
             duration.push(vec![label("collector", name)], slot.seconds);
         }
-        let own = [success, duration];
+        let mut own = vec![success, duration];
+        own.extend(extra);
 
         // One pass: hash the layout and gather the values.
         let parts = || {

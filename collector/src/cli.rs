@@ -131,6 +131,10 @@ pub struct RunArgs {
     /// History kept per host for the dashboard and the history API.
     #[arg(long, env = "CURVEMON_RETENTION", default_value = "1h", value_parser = parse_duration)]
     pub retention: Duration,
+    /// Application timers' calls per second and percentiles are computed
+    /// over steps this long, merged across instances.
+    #[arg(long, env = "CURVEMON_APP_STEP", default_value = "5s", value_parser = parse_duration)]
+    pub app_step: Duration,
     /// Events queued per live-stream (SSE) client; a client that falls this
     /// far behind is disconnected (browsers reconnect and resume).
     #[arg(long, env = "CURVEMON_STREAM_QUEUE", default_value_t = 256, value_name = "EVENTS")]

@@ -6,6 +6,10 @@ use anyhow::{Context, bail};
 
 use crate::{cli::RunArgs, registry::Liveness};
 
+/// Application timers merge in steps of this long unless `--app-step`
+/// says otherwise.
+pub const DEFAULT_APP_STEP: Duration = Duration::from_secs(5);
+
 /// Everything the collector needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -29,6 +33,8 @@ pub struct Config {
     pub metrics_public: bool,
     /// Messages per second one agent may send.
     pub max_rate: f64,
+    /// Steps application timers merge in.
+    pub app_step: Duration,
 }
 
 impl Config {
@@ -51,6 +57,9 @@ impl Config {
         }
         if args.max_agent_rate.is_nan() || args.max_agent_rate < 1.0 {
             bail!("--max-agent-rate {}: expected at least 1 message a second", args.max_agent_rate);
+        }
+        if args.app_step < Duration::from_secs(1) || args.app_step > Duration::from_secs(300) {
+            bail!("--app-step {:?}: expected between 1s and 5m", args.app_step);
         }
         if args.stream_queue == 0 {
             bail!("--stream-queue must be at least 1");
@@ -83,6 +92,7 @@ impl Config {
             http_token,
             metrics_public: args.metrics_public,
             max_rate: args.max_agent_rate,
+            app_step: args.app_step,
         })
     }
 

@@ -13,6 +13,7 @@
 //! then a flag stops both socket threads (they poll with short timeouts),
 //! their sockets close with linger 0, and the zmq context is dropped last.
 
+pub mod apps;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -73,7 +74,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let (socket, monitor) = router::bind(&ctx, &identity.pair, &config.listen)?;
     info!(public_key = %identity.pair.public, "Collector key (agents need {}).", config.keys_dir.join("collector.key").display());
 
-    let registry = Arc::new(Mutex::new(registry::Registry::new(config.liveness, config.retention)));
+    let registry = Arc::new(Mutex::new(
+        registry::Registry::new(config.liveness, config.retention).with_app_step(config.app_step),
+    ));
     let stats = Arc::new(stats::Stats::default());
     let hub = Arc::new(stream::Hub::new(config.stream_queue));
     let allowlist_generation = Arc::new(std::sync::atomic::AtomicU64::new(0));

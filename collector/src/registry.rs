@@ -25,6 +25,7 @@ use serde::Serialize;
 use tracing::{debug, info, warn};
 
 use crate::{
+    apps::Apps,
     derive::{Latest, Layout},
     history::History,
 };
@@ -159,6 +160,8 @@ pub struct Peer {
     pub address: String,
     /// The host name the allowlist pins this key to, if any.
     pub pinned: Option<String>,
+    /// The protocol version of the frame (replies go in the same).
+    pub version: u16,
 }
 
 /// The reason a revoked agent's host is down.
@@ -173,6 +176,8 @@ pub struct Host {
     pub id: String,
     /// Routing id of the agent's current connection.
     pub routing_id: Vec<u8>,
+    /// The protocol version its agent speaks (of its last message).
+    pub version: u16,
     /// The agent's TCP address.
     pub address: String,
     /// Name from the hello or model; `None` until one arrives.
@@ -214,6 +219,7 @@ impl Host {
             key: peer.key,
             id: peer.key.to_hex(),
             routing_id: peer.routing_id.clone(),
+            version: peer.version,
             address: peer.address.clone(),
             hostname: None,
             hello: None,
@@ -275,6 +281,7 @@ impl Host {
         self.last_seen = now.mono;
         self.last_seen_wall = now.wall;
         self.routing_id.clone_from(&peer.routing_id);
+        self.version = peer.version;
         self.address.clone_from(&peer.address);
         if self.state != State::Up {
             self.set_state(State::Up, "heard from the agent again".into(), now, outbox);
@@ -311,7 +318,7 @@ pub struct RegistryCounters {
 }
 
 /// All hosts, by key.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registry {
     hosts: HashMap<PublicKey, Host>,
     liveness: Liveness,
@@ -321,6 +328,8 @@ pub struct Registry {
     pub counters: RegistryCounters,
     /// Agent-to-collector delay of applied samples.
     pub ingest_delay: DelayHistogram,
+    /// The hosts' applications.
+    pub apps: Apps,
 }
 
 /// History kept per host unless `--retention` says otherwise.
@@ -336,7 +345,15 @@ impl Registry {
             outbox: Vec::new(),
             counters: RegistryCounters::default(),
             ingest_delay: DelayHistogram::default(),
+            apps: Apps::new(crate::config::DEFAULT_APP_STEP),
         }
+    }
+
+    /// Merges application timers in steps of `step` (`--app-step`).
+    #[must_use]
+    pub fn with_app_step(mut self, step: Duration) -> Self {
+        self.apps = Apps::new(step);
+        self
     }
 
     /// The changes since the last call, for the live streams.
@@ -370,6 +387,26 @@ impl Registry {
             Message::Hello(hello) => self.on_hello(peer, hello, now),
             Message::Model(model) => self.on_model(peer, model, now),
             Message::Metrics(metrics) => self.on_metrics(peer, metrics, now),
+            Message::Sample(sample) => {
+                let metrics = Metrics {
+                    seq: sample.seq,
+                    taken_at_ms: sample.taken_at_ms,
+                    schema_revision: sample.host.schema_revision,
+                    values: sample.host.values,
+                };
+                let replies = self.on_metrics(peer, metrics, now);
+                if !sample.apps.is_empty() {
+                    self.apps.points(peer.key, sample.taken_at_ms, sample.apps);
+                }
+                replies
+            }
+            Message::AppSeries(series) => {
+                Self::host_mut(&mut self.hosts, &mut self.outbox, peer, now);
+                match self.apps.declare(peer.key, series) {
+                    Ok(()) => Vec::new(),
+                    Err(error) => self.refuse(peer, "application series", &error),
+                }
+            }
             Message::Bye(bye) => {
                 self.on_bye(peer, bye, now);
                 Vec::new()
@@ -422,6 +459,7 @@ impl Registry {
             Some((owner, _)) => {
                 info!(name, old_key = %owner, new_key = %peer.key, at = ?now.wall, "A new key took over the name of a down host.");
                 self.hosts.remove(&owner);
+                self.apps.forget(&owner);
                 Ok(())
             }
             None => Ok(()),
@@ -655,8 +693,9 @@ impl Registry {
         self.hosts.keys().copied().collect()
     }
 
-    /// Routing ids to ping: every host not down by its own choice.
-    pub fn ping_targets(&self) -> Vec<Vec<u8>> {
+    /// Routing ids (and the version each speaks) to ping: every host not
+    /// down by its own choice.
+    pub fn ping_targets(&self) -> Vec<(Vec<u8>, u16)> {
         self.hosts
             .values()
             .filter(|h| {
@@ -665,7 +704,7 @@ impl Registry {
                         t.reason.starts_with("agent said bye") || t.reason == REVOKED
                     })
             })
-            .map(|h| h.routing_id.clone())
+            .map(|h| (h.routing_id.clone(), h.version))
             .collect()
     }
 }
@@ -692,6 +731,7 @@ mod tests {
             routing_id: vec![routing],
             address: "127.0.0.1".into(),
             pinned: None,
+            version: curvemon_protocol::PROTOCOL_VERSION,
         }
     }
 

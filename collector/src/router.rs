@@ -20,7 +20,8 @@ use std::{
 use curvemon_keys::PublicKey;
 use curvemon_link::{Event, EventKind};
 use curvemon_protocol::{
-    DecodeError, Message, PROTOCOL_VERSION, Ping, Reject, RejectReason, codec, peek_version,
+    DecodeError, MIN_VERSION, Message, PROTOCOL_VERSION, Ping, Reject, RejectReason, codec,
+    peek_version,
 };
 use tracing::{debug, error, info, warn};
 
@@ -198,7 +199,12 @@ impl Router {
             self.revoke(&key, routing.to_vec());
             return Ok(true);
         }
-        let peer = Peer { key, routing_id: routing.to_vec(), address, pinned };
+        // The frame's version, where readable: replies go in the same.
+        let version = peek_version(&payload)
+            .ok()
+            .filter(|v| (MIN_VERSION..=PROTOCOL_VERSION).contains(v))
+            .unwrap_or(PROTOCOL_VERSION);
+        let peer = Peer { key, routing_id: routing.to_vec(), address, pinned, version };
         match codec::decode(&payload) {
             Ok(message) => {
                 let (replies, events) = {
@@ -208,20 +214,23 @@ impl Router {
                 };
                 self.publish(events);
                 for reply in replies {
-                    self.send(&peer.routing_id, &reply);
+                    self.send(&peer.routing_id, &reply, peer.version);
                 }
             }
             Err(DecodeError::UnsupportedVersion { theirs, ours }) => {
                 Stats::bump(&self.stats.version_mismatches);
-                warn!(peer = %peer.address, key = %peer.key, agent_version = theirs, collector_version = ours, "Agent speaks another protocol version; rejecting.");
+                warn!(peer = %peer.address, key = %peer.key, agent_version = theirs, collector_version = ours, "Agent speaks a protocol version this collector does not; rejecting (a newer agent falls back).");
                 let reject = Message::Reject(Reject {
                     reason: RejectReason::UnsupportedVersion { collector: ours, agent: theirs },
                     detail: format!(
-                        "this collector speaks protocol version {ours}, the agent sent version {theirs}; \
-                         run the same curvemon release on both"
+                        "this collector speaks protocol versions {MIN_VERSION} to {ours}, the agent \
+                         sent version {theirs}; upgrade the older side"
                     ),
                 });
-                self.send(&peer.routing_id, &reject);
+                // In the newest version this side speaks to a newer agent
+                // (which can read it), in the oldest to an older one.
+                let answer_in = if theirs > ours { ours } else { MIN_VERSION };
+                self.send(&peer.routing_id, &reject, answer_in);
             }
             Err(error) => {
                 Stats::bump(&self.stats.decode_errors);
@@ -269,7 +278,8 @@ impl Router {
             reason: RejectReason::KeyNotAuthorized,
             detail: "this agent's key was removed from the collector's allowlist".into(),
         });
-        self.send(&routing, &reject);
+        let version = self.lock().get(key).map_or(MIN_VERSION, |h| h.version);
+        self.send(&routing, &reject, version);
     }
 
     /// After an allowlist reload: cut every known host whose key is gone.
@@ -293,8 +303,8 @@ impl Router {
         }
     }
 
-    fn send(&self, routing_id: &[u8], message: &Message) {
-        let frame = codec::encode(message);
+    fn send(&self, routing_id: &[u8], message: &Message, version: u16) {
+        let frame = codec::encode_with_version(message, version);
         let sent = self
             .socket
             .send(routing_id, zmq::SNDMORE | zmq::DONTWAIT)
@@ -308,8 +318,8 @@ impl Router {
     fn ping_all(&self) {
         let targets = self.lock().ping_targets();
         let ping = Message::Ping(Ping { sent_at_ms: unix_ms() });
-        for routing_id in targets {
-            self.send(&routing_id, &ping);
+        for (routing_id, version) in targets {
+            self.send(&routing_id, &ping, version);
         }
     }
 

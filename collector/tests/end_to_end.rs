@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{Fleet, agent_bin, collector_bin, run, wait_for};
 use curvemon_keys::cert;
-use curvemon_protocol::{Hello, Message, RejectReason, codec};
+use curvemon_protocol::{Hello, Message, PROTOCOL_VERSION, RejectReason, codec};
 use rustix::process::Signal;
 use serde_json::Value;
 
@@ -209,7 +209,10 @@ fn garbage_from_an_authenticated_peer_is_counted_and_the_collector_keeps_serving
     let reply = wait_for("a reject", LIMIT, || raw.recv_bytes(0).ok());
     match codec::decode(&reply).unwrap() {
         Message::Reject(r) => {
-            assert_eq!(r.reason, RejectReason::UnsupportedVersion { collector: 1, agent: 99 });
+            assert_eq!(
+                r.reason,
+                RejectReason::UnsupportedVersion { collector: PROTOCOL_VERSION, agent: 99 }
+            );
             assert!(r.detail.contains("99") && r.detail.contains('1'));
         }
         other => panic!("expected a reject, got {other:?}"),

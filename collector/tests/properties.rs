@@ -158,6 +158,7 @@ proptest! {
                 routing_id: vec![i],
                 address: format!("127.0.0.1:{i}"),
                 pinned: None,
+                version: curvemon_protocol::PROTOCOL_VERSION,
             })
             .collect();
         let mut schemas: [Option<Schema>; 3] = [None, None, None];

@@ -13,9 +13,15 @@ use crate::{error::DecodeError, message::Message};
 /// First four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"CMON";
 
-/// The protocol version this build speaks. Bump it on any change that old
-/// peers cannot decode; `docs/protocol.md` lists what each version added.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The newest protocol version this build speaks. Bump it on any change
+/// that old peers cannot decode; `docs/protocol.md` lists what each version
+/// added.
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The oldest version this build still speaks: a collector accepts agents
+/// of every version from here to [`PROTOCOL_VERSION`], and answers each in
+/// its own version.
+pub const MIN_VERSION: u16 = 1;
 
 /// Largest frame either side accepts. A model of a host with a few thousand
 /// series is well under 1 MiB; the collector also sets `ZMQ_MAXMSGSIZE` to
@@ -32,7 +38,7 @@ fn wire_config() -> WireConfig {
     config::standard().with_limit::<MAX_FRAME_BYTES>()
 }
 
-/// Encodes a message into one frame.
+/// Encodes a message into one frame of the newest version.
 ///
 /// Encoding our own in-memory types cannot fail short of a bug in bincode,
 /// so this returns the bytes directly; a message whose frame would exceed
@@ -41,8 +47,8 @@ pub fn encode(message: &Message) -> Vec<u8> {
     encode_with_version(message, PROTOCOL_VERSION)
 }
 
-/// Encodes with an explicit version in the header. Only tests and
-/// compatibility tools want another version than [`PROTOCOL_VERSION`].
+/// Encodes in the version the peer speaks (its header says `version`). The
+/// caller sends only messages that version has ([`Message::since`]).
 pub fn encode_with_version(message: &Message, version: u16) -> Vec<u8> {
     let mut frame = Vec::with_capacity(64);
     frame.extend_from_slice(&MAGIC);
@@ -72,17 +78,26 @@ pub fn peek_version(frame: &[u8]) -> Result<u16, DecodeError> {
     Ok(u16::from_be_bytes([frame[4], frame[5]]))
 }
 
-/// Decodes one frame, checking the header before the body.
+/// Decodes one frame of any version this build speaks, checking the
+/// header before the body.
 ///
 /// # Errors
 /// Every way a frame can be wrong has its own [`DecodeError`] variant; no
 /// input panics (see the property test in `tests/roundtrip.rs`).
 pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
+    decode_versioned(frame).map(|(_, message)| message)
+}
+
+/// [`decode`], also returning the frame's version (the one to answer in).
+///
+/// # Errors
+/// As [`decode`]; a message newer than its frame's version is malformed.
+pub fn decode_versioned(frame: &[u8]) -> Result<(u16, Message), DecodeError> {
     if frame.len() > MAX_FRAME_BYTES {
         return Err(DecodeError::TooLarge { len: frame.len(), max: MAX_FRAME_BYTES });
     }
     let version = peek_version(frame)?;
-    if version != PROTOCOL_VERSION {
+    if !(MIN_VERSION..=PROTOCOL_VERSION).contains(&version) {
         return Err(DecodeError::UnsupportedVersion { theirs: version, ours: PROTOCOL_VERSION });
     }
     let body = &frame[HEADER_LEN..];
@@ -94,5 +109,12 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
             body.len() - used
         )));
     }
-    Ok(message)
+    if message.since() > version {
+        return Err(DecodeError::Malformed(format!(
+            "a {} message (version {}) in a version {version} frame",
+            message.kind(),
+            message.since()
+        )));
+    }
+    Ok((version, message))
 }

@@ -12,22 +12,33 @@
 //!   reject, bye).
 //! - [`model`]: the slow-changing host inventory and the metric schema.
 //! - [`metrics`]: the periodic sample, values only, in schema order.
+//! - [`app`]: application series (version 2): declared once, sent by id.
+//! - [`sketch`]: the mergeable distribution application timers travel as.
 //! - [`codec`]: the only place that turns messages into bytes and back.
 //! - [`error`]: why a frame could not be decoded.
 //! - [`validate`]: what a collector accepts of what an agent declares.
 //!
 //! This crate does no I/O: transports live in the binaries.
 
+pub mod app;
 pub mod codec;
 pub mod error;
 pub mod message;
 pub mod metrics;
 pub mod model;
+pub mod sketch;
 pub mod validate;
 
-pub use codec::{MAGIC, MAX_FRAME_BYTES, PROTOCOL_VERSION, decode, encode, peek_version};
+pub use app::{
+    AppInstance, AppKind, AppPoint, AppSeries, AppSeriesDecl, AppValue, HostValues, Sample,
+};
+pub use codec::{
+    MAGIC, MAX_FRAME_BYTES, MIN_VERSION, PROTOCOL_VERSION, decode, decode_versioned, encode,
+    peek_version,
+};
 pub use error::DecodeError;
 pub use message::{Bye, Hello, Message, Ping, Reject, RejectReason};
 pub use metrics::Metrics;
 pub use model::{Family, Kind, Label, Model, RevisionHasher, Schema};
+pub use sketch::Sketch;
 pub use validate::ModelError;

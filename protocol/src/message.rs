@@ -2,11 +2,17 @@
 //!
 //! Variants are only ever appended: bincode encodes the variant index, so
 //! reordering would silently change the meaning of old bytes. The golden
-//! files under `tests/data/v1/` fail if that happens.
+//! files under `tests/data/v*/` fail if that happens. Each variant belongs
+//! to the protocol version that introduced it ([`Message::since`]): a frame
+//! of version 1 may not carry a version 2 message.
 
 use serde::{Deserialize, Serialize};
 
-use crate::{metrics::Metrics, model::Model};
+use crate::{
+    app::{AppSeries, Sample},
+    metrics::Metrics,
+    model::Model,
+};
 
 /// Everything that can travel in one frame, in either direction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +33,12 @@ pub enum Message {
     Reject(Reject),
     /// Agent → collector on clean shutdown; the host goes down at once.
     Bye(Bye),
+    /// Agent → collector (version 2): application instances and series
+    /// declared or retired.
+    AppSeries(AppSeries),
+    /// Agent → collector (version 2): one interval's host values and the
+    /// application series that changed.
+    Sample(Sample),
 }
 
 impl Message {
@@ -40,6 +52,16 @@ impl Message {
             Message::Ping(_) => "ping",
             Message::Reject(_) => "reject",
             Message::Bye(_) => "bye",
+            Message::AppSeries(_) => "app_series",
+            Message::Sample(_) => "sample",
+        }
+    }
+
+    /// The protocol version that introduced this message.
+    pub fn since(&self) -> u16 {
+        match self {
+            Message::AppSeries(_) | Message::Sample(_) => 2,
+            _ => 1,
         }
     }
 }

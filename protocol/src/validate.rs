@@ -22,7 +22,7 @@ use std::collections::HashSet;
 
 use thiserror::Error;
 
-use crate::{Hello, Model, Schema};
+use crate::{AppKind, AppSeries, Hello, Model, Schema};
 
 /// Families in one model.
 pub const MAX_FAMILIES: usize = 10_000;
@@ -46,6 +46,16 @@ pub const MAX_TEXT_LEN: usize = 256;
 
 /// Labels the collector adds to every series of a host or application.
 pub const RESERVED_LABELS: [&str; 2] = ["host", "app"];
+
+/// Labels the collector adds to every application series.
+pub const RESERVED_APP_LABELS: [&str; 3] = ["host", "app", "instance"];
+
+/// Instances one [`AppSeries`] may declare.
+pub const MAX_INSTANCES: usize = 10_000;
+/// Bytes of an application's name.
+pub const MAX_APP_LEN: usize = 128;
+/// `le` bounds of a histogram, or quantiles of a summary.
+pub const MAX_BOUNDS: usize = 64;
 
 /// Prefixes of the names the collector itself exports.
 pub const RESERVED_PREFIXES: [&str; 4] =
@@ -135,6 +145,29 @@ pub enum ModelError {
         /// The name, quoted.
         name: String,
     },
+    /// An application name that is empty or holds control characters.
+    #[error("application name {name} is empty or holds control characters")]
+    AppName {
+        /// The name, quoted.
+        name: String,
+    },
+    /// An id used twice in one declaration.
+    #[error("{what} id {id} is declared twice")]
+    DuplicateId {
+        /// "series" or "instance".
+        what: &'static str,
+        /// The id.
+        id: u32,
+    },
+    /// Histogram bounds or summary quantiles that are not finite and
+    /// increasing (quantiles also within 0..=1).
+    #[error("the {what} of {series} are not finite and increasing")]
+    Bounds {
+        /// "bounds" or "quantiles".
+        what: &'static str,
+        /// The series, quoted.
+        series: String,
+    },
     /// The schema's revision is not the hash of its content.
     #[error("schema revision {claimed:016x} does not match its content ({computed:016x})")]
     Revision {
@@ -159,12 +192,15 @@ impl ModelError {
             ModelError::TooMany { .. } => "too_many",
             ModelError::TooLong { .. } => "too_long",
             ModelError::Hostname { .. } => "hostname",
+            ModelError::AppName { .. } => "app_name",
+            ModelError::DuplicateId { .. } => "duplicate_id",
+            ModelError::Bounds { .. } => "bounds",
             ModelError::Revision { .. } => "revision",
         }
     }
 
     /// Every value [`ModelError::reason`] can return.
-    pub const REASONS: [&'static str; 11] = [
+    pub const REASONS: [&'static str; 14] = [
         "metric_name",
         "reserved_name",
         "label_name",
@@ -175,6 +211,9 @@ impl ModelError {
         "too_many",
         "too_long",
         "hostname",
+        "app_name",
+        "duplicate_id",
+        "bounds",
         "revision",
     ];
 }
@@ -252,6 +291,136 @@ pub fn model(model: &Model) -> Result<(), ModelError> {
     schema(&model.schema)
 }
 
+/// Checks a metric name: syntax, length and the reserved prefixes.
+fn metric_name(name: &str) -> Result<(), ModelError> {
+    text("a metric name", name, MAX_NAME_LEN)?;
+    if !is_metric_name(name) {
+        return Err(ModelError::MetricName { name: shown(name) });
+    }
+    if let Some(prefix) = RESERVED_PREFIXES.iter().find(|p| name.starts_with(*p)) {
+        return Err(ModelError::ReservedName { name: shown(name), prefix });
+    }
+    Ok(())
+}
+
+/// Checks one series' labels (syntax, reserved names, lengths, duplicates)
+/// and returns them sorted, for duplicate-series checks.
+fn labels<'a>(
+    name: &str,
+    labels: &'a [crate::Label],
+    reserved: &[&'static str],
+) -> Result<Vec<(&'a str, &'a str)>, ModelError> {
+    if labels.len() > MAX_LABELS {
+        return Err(ModelError::TooMany {
+            what: format!("labels in a series of {}", shown(name)),
+            count: labels.len(),
+            max: MAX_LABELS,
+        });
+    }
+    let mut set: Vec<(&str, &str)> = Vec::with_capacity(labels.len());
+    for label in labels {
+        text(&format!("a label name in {}", shown(name)), &label.name, MAX_LABEL_NAME_LEN)?;
+        if !is_label_name(&label.name) {
+            return Err(ModelError::LabelName { family: shown(name), label: shown(&label.name) });
+        }
+        if let Some(reserved) = reserved.iter().find(|r| **r == label.name) {
+            return Err(ModelError::ReservedLabel { family: shown(name), label: reserved });
+        }
+        text(
+            &format!("the value of label {} in {}", label.name, shown(name)),
+            &label.value,
+            MAX_LABEL_VALUE_LEN,
+        )?;
+        set.push((&label.name, &label.value));
+    }
+    set.sort_unstable();
+    if let Some(pair) = set.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(ModelError::DuplicateLabel { family: shown(name), label: shown(pair[0].0) });
+    }
+    Ok(set)
+}
+
+fn duplicate_series(name: &str, labels: &[crate::Label]) -> ModelError {
+    let text =
+        labels.iter().map(|l| format!("{}={:?}", l.name, l.value)).collect::<Vec<_>>().join(",");
+    let mut labels: String = text.chars().take(64).collect();
+    if labels.len() < text.len() {
+        labels.push('…');
+    }
+    ModelError::DuplicateSeries { family: shown(name), labels }
+}
+
+/// Checks an [`AppSeries`]: instance texts, series names and labels (the
+/// collector adds `host`, `app` and `instance`), kinds, duplicate ids and
+/// series, limits. That a series' instance exists, and the host's total,
+/// the collector checks against what it already knows.
+///
+/// # Errors
+/// The first problem found.
+pub fn app_series(message: &AppSeries) -> Result<(), ModelError> {
+    if message.instances.len() > MAX_INSTANCES {
+        return Err(ModelError::TooMany {
+            what: "instances".into(),
+            count: message.instances.len(),
+            max: MAX_INSTANCES,
+        });
+    }
+    if message.declare.len() > MAX_SERIES {
+        return Err(ModelError::TooMany {
+            what: "series".into(),
+            count: message.declare.len(),
+            max: MAX_SERIES,
+        });
+    }
+    let mut ids = HashSet::with_capacity(message.instances.len());
+    for instance in &message.instances {
+        text("an application name", &instance.app, MAX_APP_LEN)?;
+        if instance.app.is_empty() || instance.app.chars().any(char::is_control) {
+            return Err(ModelError::AppName { name: shown(&instance.app) });
+        }
+        for (what, value) in [
+            ("an instance name", &instance.name),
+            ("an instance's unit", &instance.unit),
+            ("an instance's source", &instance.source),
+        ] {
+            text(what, value, MAX_TEXT_LEN)?;
+        }
+        if !ids.insert(instance.id) {
+            return Err(ModelError::DuplicateId { what: "instance", id: instance.id });
+        }
+    }
+    let mut ids = HashSet::with_capacity(message.declare.len());
+    let mut seen = HashSet::with_capacity(message.declare.len());
+    for series in &message.declare {
+        let name = series.name.as_str();
+        metric_name(name)?;
+        text(&format!("the help of {}", shown(name)), &series.help, MAX_HELP_LEN)?;
+        let set = labels(name, &series.labels, &RESERVED_APP_LABELS)?;
+        let increasing =
+            |v: &[f64]| v.windows(2).all(|w| w[0] < w[1]) && v.iter().all(|x| x.is_finite());
+        match &series.kind {
+            AppKind::Histogram { bounds } if bounds.len() > MAX_BOUNDS || !increasing(bounds) => {
+                return Err(ModelError::Bounds { what: "bounds", series: shown(name) });
+            }
+            AppKind::Summary { quantiles }
+                if quantiles.len() > MAX_BOUNDS
+                    || !increasing(quantiles)
+                    || quantiles.iter().any(|q| !(0.0..=1.0).contains(q)) =>
+            {
+                return Err(ModelError::Bounds { what: "quantiles", series: shown(name) });
+            }
+            _ => {}
+        }
+        if !ids.insert(series.id) {
+            return Err(ModelError::DuplicateId { what: "series", id: series.id });
+        }
+        if !seen.insert((series.instance, name, set)) {
+            return Err(duplicate_series(name, &series.labels));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a schema: names, labels, duplicates, limits, revision.
 ///
 /// # Errors
@@ -271,63 +440,15 @@ pub fn schema(schema: &Schema) -> Result<(), ModelError> {
     let mut names = HashSet::with_capacity(schema.families.len());
     for family in &schema.families {
         let name = family.name.as_str();
-        text("a metric name", name, MAX_NAME_LEN)?;
-        if !is_metric_name(name) {
-            return Err(ModelError::MetricName { name: shown(name) });
-        }
-        if let Some(prefix) = RESERVED_PREFIXES.iter().find(|p| name.starts_with(*p)) {
-            return Err(ModelError::ReservedName { name: shown(name), prefix });
-        }
+        metric_name(name)?;
         if !names.insert(name) {
             return Err(ModelError::DuplicateFamily { name: shown(name) });
         }
         text(&format!("the help of {}", shown(name)), &family.help, MAX_HELP_LEN)?;
         let mut seen = HashSet::with_capacity(family.series.len());
-        for labels in &family.series {
-            if labels.len() > MAX_LABELS {
-                return Err(ModelError::TooMany {
-                    what: format!("labels in a series of {}", shown(name)),
-                    count: labels.len(),
-                    max: MAX_LABELS,
-                });
-            }
-            let mut set: Vec<(&str, &str)> = Vec::with_capacity(labels.len());
-            for label in labels {
-                text(&format!("a label name in {}", shown(name)), &label.name, MAX_LABEL_NAME_LEN)?;
-                if !is_label_name(&label.name) {
-                    return Err(ModelError::LabelName {
-                        family: shown(name),
-                        label: shown(&label.name),
-                    });
-                }
-                if let Some(reserved) = RESERVED_LABELS.iter().find(|r| **r == label.name) {
-                    return Err(ModelError::ReservedLabel { family: shown(name), label: reserved });
-                }
-                text(
-                    &format!("the value of label {} in {}", label.name, shown(name)),
-                    &label.value,
-                    MAX_LABEL_VALUE_LEN,
-                )?;
-                set.push((&label.name, &label.value));
-            }
-            set.sort_unstable();
-            if let Some(pair) = set.windows(2).find(|w| w[0].0 == w[1].0) {
-                return Err(ModelError::DuplicateLabel {
-                    family: shown(name),
-                    label: shown(pair[0].0),
-                });
-            }
-            if !seen.insert(set) {
-                let labels = labels
-                    .iter()
-                    .map(|l| format!("{}={:?}", l.name, l.value))
-                    .collect::<Vec<_>>()
-                    .join(",");
-                let mut labels: String = labels.chars().take(64).collect();
-                if labels.len() == 64 {
-                    labels.push('…');
-                }
-                return Err(ModelError::DuplicateSeries { family: shown(name), labels });
+        for series in &family.series {
+            if !seen.insert(labels(name, series, &RESERVED_LABELS)?) {
+                return Err(duplicate_series(name, series));
             }
         }
     }
@@ -407,6 +528,68 @@ mod tests {
         assert_eq!(hostname("").unwrap_err().reason(), "hostname");
         assert_eq!(hostname("a\nb").unwrap_err().reason(), "hostname");
         assert!(hostname("web-01.example").is_ok());
+    }
+
+    #[test]
+    fn application_series() {
+        use crate::{AppInstance, AppSeriesDecl};
+        let instance = AppInstance {
+            id: 1,
+            app: "shop".into(),
+            name: String::new(),
+            pid: 0,
+            unit: String::new(),
+            source: "statsd-udp".into(),
+        };
+        let series = |id: u32, name: &str, kind: AppKind, labels: Vec<Label>| AppSeriesDecl {
+            id,
+            instance: 1,
+            name: name.into(),
+            help: String::new(),
+            kind,
+            labels,
+        };
+        let message = |declare: Vec<AppSeriesDecl>| AppSeries {
+            full: true,
+            instances: vec![instance.clone()],
+            declare,
+            retire: vec![],
+            retire_instances: vec![],
+        };
+        let good = message(vec![
+            series(1, "requests_total", AppKind::Counter, vec![Label::new("code", "200")]),
+            series(2, "requests_total", AppKind::Counter, vec![Label::new("code", "500")]),
+            series(3, "t", AppKind::Histogram { bounds: vec![0.1, 1.0] }, vec![]),
+        ]);
+        assert_eq!(app_series(&good), Ok(()));
+        let reason = |m: AppSeries| app_series(&m).unwrap_err().reason();
+        let inst = |l: &str| vec![Label::new(l, "x")];
+        assert_eq!(
+            reason(message(vec![series(1, "x", AppKind::Gauge, inst("instance"))])),
+            "reserved_label"
+        );
+        assert_eq!(reason(message(vec![series(1, "a-b", AppKind::Gauge, vec![])])), "metric_name");
+        assert_eq!(
+            reason(message(vec![
+                series(1, "x", AppKind::Gauge, vec![]),
+                series(1, "y", AppKind::Gauge, vec![])
+            ])),
+            "duplicate_id"
+        );
+        assert_eq!(
+            reason(message(vec![
+                series(1, "x", AppKind::Gauge, vec![]),
+                series(2, "x", AppKind::Gauge, vec![])
+            ])),
+            "duplicate_series"
+        );
+        let unsorted = AppKind::Histogram { bounds: vec![1.0, 0.5] };
+        assert_eq!(reason(message(vec![series(1, "x", unsorted, vec![])])), "bounds");
+        let quantiles = AppKind::Summary { quantiles: vec![0.5, 1.5] };
+        assert_eq!(reason(message(vec![series(1, "x", quantiles, vec![])])), "bounds");
+        let mut nameless = message(vec![]);
+        nameless.instances[0].app = String::new();
+        assert_eq!(reason(nameless), "app_name");
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! and no byte string makes the decoder panic.
 
 use curvemon_protocol::{
-    Bye, Family, Hello, Kind, Label, Message, Metrics, Model, Ping, Reject, RejectReason, Schema,
-    decode, encode,
+    AppInstance, AppKind, AppPoint, AppSeries, AppSeriesDecl, AppValue, Bye, Family, Hello,
+    HostValues, Kind, Label, Message, Metrics, Model, Ping, Reject, RejectReason, Sample, Schema,
+    Sketch, decode, encode,
 };
 use proptest::prelude::*;
 
@@ -70,7 +71,84 @@ fn message() -> impl Strategy<Value = Message> {
             detail: d
         })),
         text().prop_map(|r| Message::Bye(Bye { reason: r })),
+        app_series(),
+        sample(),
     ]
+}
+
+fn app_kind() -> impl Strategy<Value = AppKind> {
+    prop_oneof![
+        Just(AppKind::Counter),
+        Just(AppKind::Gauge),
+        Just(AppKind::Distribution),
+        prop::collection::vec(any::<f64>(), 0..5).prop_map(|bounds| AppKind::Histogram { bounds }),
+        prop::collection::vec(any::<f64>(), 0..5)
+            .prop_map(|quantiles| AppKind::Summary { quantiles }),
+    ]
+}
+
+fn app_series() -> impl Strategy<Value = Message> {
+    let instance = (any::<u32>(), text(), text(), any::<u32>()).prop_map(|(id, app, name, pid)| {
+        AppInstance { id, app, name: name.clone(), pid, unit: name, source: "statsd-udp".into() }
+    });
+    let label = (text(), text()).prop_map(|(n, v)| Label::new(n, v));
+    let decl = (any::<u32>(), any::<u32>(), text(), app_kind(), prop::collection::vec(label, 0..3))
+        .prop_map(|(id, instance, name, kind, labels)| AppSeriesDecl {
+            id,
+            instance,
+            name: name.clone(),
+            help: name,
+            kind,
+            labels,
+        });
+    (
+        any::<bool>(),
+        prop::collection::vec(instance, 0..3),
+        prop::collection::vec(decl, 0..4),
+        prop::collection::vec(any::<u32>(), 0..4),
+    )
+        .prop_map(|(full, instances, declare, retire)| {
+            Message::AppSeries(AppSeries {
+                full,
+                instances,
+                declare,
+                retire: retire.clone(),
+                retire_instances: retire,
+            })
+        })
+}
+
+fn sample() -> impl Strategy<Value = Message> {
+    let sketch = prop::collection::vec((any::<f64>(), 1..5u64), 0..20).prop_map(|values| {
+        let mut s = Sketch::new();
+        values.into_iter().for_each(|(v, w)| s.observe(v, w));
+        s
+    });
+    let value = prop_oneof![
+        any::<f64>().prop_map(AppValue::Counter),
+        any::<f64>().prop_map(AppValue::Gauge),
+        sketch.prop_map(AppValue::Distribution),
+        (prop::collection::vec(any::<f64>(), 0..4), any::<f64>())
+            .prop_map(|(counts, sum)| AppValue::Histogram { counts, sum }),
+        (prop::collection::vec(any::<f64>(), 0..4), any::<f64>(), any::<f64>())
+            .prop_map(|(values, sum, count)| AppValue::Summary { values, sum, count }),
+    ];
+    let point = (any::<u32>(), value).prop_map(|(series, value)| AppPoint { series, value });
+    (
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        prop::collection::vec(any::<f64>(), 0..16),
+        prop::collection::vec(point, 0..6),
+    )
+        .prop_map(|(seq, taken_at_ms, schema_revision, values, apps)| {
+            Message::Sample(Sample {
+                seq,
+                taken_at_ms,
+                host: HostValues { schema_revision, values },
+                apps,
+            })
+        })
 }
 
 proptest! {

@@ -82,3 +82,26 @@ fn truncations_and_bit_flips_never_panic() {
         }
     }
 }
+
+#[test]
+fn every_supported_version_decodes_and_newer_messages_need_newer_frames() {
+    use curvemon_protocol::{MIN_VERSION, decode_versioned};
+    for (name, message) in common::examples() {
+        for version in MIN_VERSION..=PROTOCOL_VERSION {
+            let frame = codec::encode_with_version(&message, version);
+            let decoded = decode_versioned(&frame);
+            if message.since() <= version {
+                assert_eq!(decoded, Ok((version, message.clone())), "{name} in v{version}");
+            } else {
+                assert!(
+                    matches!(&decoded, Err(DecodeError::Malformed(m)) if m.contains("version")),
+                    "{name} in v{version}: {decoded:?}"
+                );
+            }
+        }
+    }
+    assert!(matches!(
+        decode(&codec::encode_with_version(&common::examples()[0].1, 0)),
+        Err(DecodeError::UnsupportedVersion { theirs: 0, .. })
+    ));
+}

@@ -1,9 +1,10 @@
 //! One connection to a libzmq ROUTER, as a DEALER with CURVE: a TCP
 //! connection, the greeting, the CurveZMQ handshake, then messages.
 //!
-//! The connect and the handshake block until a deadline, but return at once
-//! when an `interrupt` descriptor (the agent's signal pipe) turns readable.
-//! Afterwards the socket is non-blocking and the caller polls [`Client::fd`]:
+//! The connection is made by a [`crate::Connector`], driven by the caller's
+//! event loop or by [`Client::connect`], which blocks until a deadline but
+//! returns at once when an `interrupt` descriptor (a signal pipe) turns
+//! readable. Afterwards the socket is non-blocking and the caller polls [`Client::fd`]:
 //! [`Client::receive`] when it is readable, [`Client::flush`] when it is
 //! writable and [`Client::wants_write`] says so. Sends queue in user space
 //! up to a byte limit (the kernel's send buffer comes first); past it a send
@@ -12,19 +13,17 @@
 use std::{
     io::{self, Read, Write},
     net::{SocketAddr, TcpStream},
-    os::fd::{AsFd, BorrowedFd, OwnedFd},
+    os::fd::{AsFd, BorrowedFd},
     time::{Duration, Instant},
 };
 
-use rustix::{
-    event::{PollFd, PollFlags, Timespec},
-    net::{AddressFamily, SocketFlags, SocketType},
-};
+use rustix::event::{PollFd, PollFlags, Timespec};
 
 use crate::{
     ZmtpError,
-    curve::{self, Handshake, Keys, Session},
-    frame, greeting,
+    connect::{Connector, Progress},
+    curve::{self, Keys, Session},
+    frame,
 };
 
 /// How a connection is made and bounded.
@@ -99,200 +98,49 @@ pub(crate) fn wait(
     }
 }
 
-/// A non-blocking TCP connect, bounded by the deadline and the interrupt.
-fn connect_one(
-    addr: SocketAddr,
-    deadline: Instant,
-    interrupt: Option<BorrowedFd<'_>>,
-) -> Result<TcpStream, ZmtpError> {
-    let failed = |source: io::Error| ZmtpError::Connect { addr, error: source };
-    let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
-    let fd: OwnedFd = rustix::net::socket_with(
-        family,
-        SocketType::STREAM,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(|e| failed(e.into()))?;
-    match rustix::net::connect(&fd, &addr) {
-        Ok(()) => {}
-        Err(rustix::io::Errno::INPROGRESS) => {
-            wait(fd.as_fd(), PollFlags::OUT, deadline, interrupt, "connecting")?;
-            rustix::net::sockopt::socket_error(&fd)
-                .map_err(|e| failed(e.into()))?
-                .map_err(|e| failed(e.into()))?;
-        }
-        Err(e) => return Err(failed(e.into())),
-    }
-    let stream = TcpStream::from(fd);
-    stream.set_nodelay(true).map_err(failed)?;
-    Ok(stream)
-}
-
-/// The handshake's blocking I/O over the non-blocking socket.
-struct Wire<'a> {
-    stream: &'a mut TcpStream,
-    inbuf: Vec<u8>,
-    deadline: Instant,
-    interrupt: Option<BorrowedFd<'a>>,
-}
-
-impl Wire<'_> {
-    fn write_all(&mut self, mut bytes: &[u8]) -> Result<(), ZmtpError> {
-        while !bytes.is_empty() {
-            match self.stream.write(bytes) {
-                Ok(0) => return Err(ZmtpError::Closed("during the handshake")),
-                Ok(n) => bytes = &bytes[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let fd = self.stream.as_fd();
-                    wait(fd, PollFlags::OUT, self.deadline, self.interrupt, "in the handshake")?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(closed_or(e)),
-            }
-        }
-        Ok(())
-    }
-
-    fn fill(&mut self) -> Result<(), ZmtpError> {
-        let mut chunk = [0u8; 4096];
-        loop {
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(ZmtpError::Closed("during the handshake")),
-                Ok(n) => {
-                    self.inbuf.extend_from_slice(&chunk[..n]);
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let fd = self.stream.as_fd();
-                    wait(fd, PollFlags::IN, self.deadline, self.interrupt, "in the handshake")?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(closed_or(e)),
-            }
-        }
-    }
-
-    fn read_exact(&mut self, n: usize) -> Result<Vec<u8>, ZmtpError> {
-        while self.inbuf.len() < n {
-            self.fill()?;
-        }
-        Ok(self.inbuf.drain(..n).collect())
-    }
-
-    /// The next handshake command: its name and data. An ERROR command is
-    /// the server refusing us, with its reason.
-    fn command(&mut self) -> Result<(String, Vec<u8>), ZmtpError> {
-        loop {
-            if let Some(frame) = frame::decode(&mut self.inbuf, 4096)? {
-                if !frame.command {
-                    return Err(ZmtpError::Protocol("a message frame during the handshake".into()));
-                }
-                let (name, data) = frame::command(&frame.body)
-                    .ok_or_else(|| ZmtpError::Protocol("an empty command".into()))?;
-                let name = String::from_utf8_lossy(name).into_owned();
-                if name == "ERROR" {
-                    let reason = frame::command(data)
-                        .map(|(r, _)| String::from_utf8_lossy(r).into_owned())
-                        .unwrap_or_default();
-                    return Err(ZmtpError::Refused(reason));
-                }
-                return Ok((name, frame.body));
-            }
-            self.fill()?;
-        }
-    }
-}
-
-/// A reset connection mid-handshake reads as the server hanging up.
-fn closed_or(error: io::Error) -> ZmtpError {
-    match error.kind() {
-        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
-            ZmtpError::Closed("during the handshake")
-        }
-        _ => ZmtpError::Io(error),
-    }
-}
-
 impl Client {
     /// Connects to `endpoint` (`tcp://host:port`) and completes the CURVE
-    /// handshake as a DEALER.
+    /// handshake as a DEALER, blocking until done, the timeout, or the
+    /// interrupt descriptor turning readable. (An event loop drives a
+    /// [`crate::Connector`] instead.)
     ///
     /// # Errors
     /// Every way it can fail, each its own [`ZmtpError`] variant, so that
     /// the caller can say which key or address is wrong.
     pub fn connect(endpoint: &str, keys: Keys, options: &Options<'_>) -> Result<Client, ZmtpError> {
-        let deadline = Instant::now() + options.timeout;
-        let (host, port) = parse_endpoint(endpoint)?;
-        let addrs = crate::resolve::resolve(&host, port, deadline, options.interrupt)?;
-        let mut last = ZmtpError::Resolve {
-            host: host.clone(),
-            error: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
-        };
-        let mut stream = None;
-        for addr in addrs {
-            match connect_one(addr, deadline, options.interrupt) {
-                Ok(s) => {
-                    stream = Some((s, addr));
-                    break;
-                }
-                Err(e @ (ZmtpError::Interrupted | ZmtpError::Timeout(_))) => return Err(e),
-                Err(e) => last = e,
+        let mut connector = Connector::start(endpoint, keys, options)?;
+        loop {
+            if let Progress::Done(client) = connector.advance()? {
+                return Ok(client);
             }
+            wait(
+                connector.fd(),
+                connector.interest(),
+                connector.deadline(),
+                options.interrupt,
+                connector.waiting_for(),
+            )?;
         }
-        let (mut stream, peer) = stream.ok_or(last)?;
-        let mut wire =
-            Wire { stream: &mut stream, inbuf: Vec::new(), deadline, interrupt: options.interrupt };
+    }
 
-        wire.write_all(&greeting::client())?;
-        // libzmq hangs up without finishing its greeting when ours offers
-        // a mechanism it does not use.
-        let theirs = wire.read_exact(greeting::LEN).map_err(|e| match e {
-            ZmtpError::Closed(_) => ZmtpError::Closed("during the greeting (it may not use CURVE)"),
-            other => other,
-        })?;
-        greeting::check(&theirs)?;
-
-        let mut handshake = Handshake::new(keys)?;
-        let mut out = Vec::new();
-        frame::encode(true, &handshake.hello(), &mut out);
-        wire.write_all(&out)?;
-        let (name, welcome) = wire.command()?;
-        if name != "WELCOME" {
-            return Err(ZmtpError::Protocol(format!("expected WELCOME, got {name}")));
-        }
-        let metadata = frame::properties(&[("Socket-Type", b"DEALER"), ("Identity", b"")]);
-        let initiate = handshake.initiate(&welcome, &metadata)?;
-        out.clear();
-        frame::encode(true, &initiate, &mut out);
-        wire.write_all(&out)?;
-        let (name, ready) = wire.command()?;
-        if name != "READY" {
-            return Err(ZmtpError::Protocol(format!("expected READY, got {name}")));
-        }
-        let (session, metadata) = handshake.ready(&ready)?;
-        let properties = frame::parse_properties(&metadata)
-            .ok_or_else(|| ZmtpError::Protocol("malformed READY metadata".into()))?;
-        let socket_type = properties
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("Socket-Type"))
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default();
-        if !matches!(socket_type.as_str(), "ROUTER" | "DEALER" | "REP") {
-            return Err(ZmtpError::Protocol(format!(
-                "the server is a {socket_type:?} socket, which a DEALER cannot talk to"
-            )));
-        }
-        let inbuf = std::mem::take(&mut wire.inbuf);
-        Ok(Client {
+    /// A client over an established session.
+    pub(crate) fn established(
+        stream: TcpStream,
+        session: Session,
+        inbuf: Vec<u8>,
+        peer: SocketAddr,
+        max_message: usize,
+        send_queue: usize,
+    ) -> Client {
+        Client {
             stream,
             session,
             inbuf,
             outbuf: Vec::new(),
-            max_body: options.max_message + 16 + 16 + 1,
-            send_queue: options.send_queue,
+            max_body: max_message + 16 + 16 + 1,
+            send_queue,
             peer,
-        })
+        }
     }
 
     /// The address this client connected to.

@@ -12,12 +12,14 @@
 //! only arranges keys, nonces and commands as RFC 26 prescribes.
 
 mod client;
+mod connect;
 pub mod curve;
 pub mod frame;
 pub mod greeting;
 mod resolve;
 
 pub use client::{Client, Options, parse_endpoint};
+pub use connect::{Connector, Progress};
 pub use curve::Keys;
 
 use thiserror::Error;

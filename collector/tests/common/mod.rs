@@ -66,10 +66,16 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Starts `bin`. Agents get their StatsD sockets turned off through the
+    /// environment (tests run many agents at once, and a test that wants
+    /// StatsD passes `--statsd-*` flags, which win).
     pub fn spawn(bin: &Path, args: &[&str], log: PathBuf, name: &str) -> Proc {
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(bin)
             .args(args)
+            .env("CURVEMON_STATSD_UDP", "off")
+            .env("CURVEMON_STATSD_UNIX", "off")
+            .env("CURVEMON_STATSD_STREAM", "off")
             .env(
                 "RUST_LOG",
                 std::env::var("CURVEMON_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),

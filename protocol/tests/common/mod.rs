@@ -1,7 +1,9 @@
 //! One example of every message, shared by the round-trip and golden tests.
 
 use curvemon_protocol::{
-    Bye, Family, Hello, Kind, Label, Message, Metrics, Model, Ping, Reject, RejectReason, Schema,
+    AppInstance, AppKind, AppPoint, AppSeries, AppSeriesDecl, AppValue, Bye, Family, Hello,
+    HostValues, Kind, Label, Message, Metrics, Model, Ping, Reject, RejectReason, Sample, Schema,
+    Sketch,
 };
 
 /// A name for each example (the golden file's stem) and the message.
@@ -79,6 +81,76 @@ pub fn examples() -> Vec<(&'static str, Message)> {
                         .into(),
                 },
                 detail: "the collector refused this agent's model".into(),
+            }),
+        ),
+        (
+            "app_series",
+            Message::AppSeries(AppSeries {
+                full: true,
+                instances: vec![AppInstance {
+                    id: 1,
+                    app: "bookings".into(),
+                    name: "bookings@2.service".into(),
+                    pid: 4242,
+                    unit: "bookings@2.service".into(),
+                    source: "statsd-unix".into(),
+                }],
+                declare: vec![
+                    AppSeriesDecl {
+                        id: 1,
+                        instance: 1,
+                        name: "requests_total".into(),
+                        help: "StatsD counter bookings.requests.".into(),
+                        kind: AppKind::Counter,
+                        labels: vec![Label::new("endpoint", "/book")],
+                    },
+                    AppSeriesDecl {
+                        id: 2,
+                        instance: 1,
+                        name: "request_seconds".into(),
+                        help: "StatsD timer bookings.request.".into(),
+                        kind: AppKind::Distribution,
+                        labels: vec![],
+                    },
+                    AppSeriesDecl {
+                        id: 3,
+                        instance: 1,
+                        name: "queue_seconds".into(),
+                        help: "scraped".into(),
+                        kind: AppKind::Histogram { bounds: vec![0.1, 1.0] },
+                        labels: vec![],
+                    },
+                ],
+                retire: vec![9],
+                retire_instances: vec![],
+            }),
+        ),
+        (
+            "sample",
+            Message::Sample(Sample {
+                seq: 43,
+                taken_at_ms: 1_763_760_001_123,
+                host: HostValues {
+                    schema_revision: 0x0123_4567_89ab_cdef,
+                    values: vec![1234.5, 99.25, 0.42],
+                },
+                apps: vec![
+                    AppPoint { series: 1, value: AppValue::Counter(12.0) },
+                    AppPoint {
+                        series: 2,
+                        value: AppValue::Distribution({
+                            let mut s = Sketch::new();
+                            for v in [0.012, 0.013, 0.25] {
+                                s.observe(v, 1);
+                            }
+                            s
+                        }),
+                    },
+                    AppPoint {
+                        series: 3,
+                        value: AppValue::Histogram { counts: vec![1.0, 2.0, 0.0], sum: 1.5 },
+                    },
+                ],
             }),
         ),
     ]

@@ -1,0 +1,1 @@
+//! What the API and the live streams show of applications.
