@@ -9,6 +9,8 @@
 #   chromium, chromium-driver: the dashboard's browser test.
 #   nodejs, npm: install the dashboard's chart library (uPlot, pinned in
 #     collector/web/package-lock.json), which the collector embeds.
+#   python3 with venv: the example application and the tests' StatsD and
+#     Prometheus clients (examples/requirements.txt) in target/py.
 curvemon_sudo=""
 [ "$(id -u)" -eq 0 ] || curvemon_sudo="sudo"
 curvemon_need=()
@@ -36,3 +38,20 @@ if [ ! -f "$curvemon_web/node_modules/.package-lock.json" ] ||
     (cd "$curvemon_web" && npm ci --no-audit --no-fund --loglevel=error >/dev/null &&
         cp package-lock.json node_modules/.curvemon-lock)
 fi
+# The Python clients of examples/requirements.txt, in a virtual environment
+# of their own (target/py), once per change of that file.
+curvemon_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+curvemon_py="$curvemon_root/target/py"
+if ! python3 -m venv --help >/dev/null 2>&1; then
+    echo "Installing python3-venv ..." >&2
+    DEBIAN_FRONTEND=noninteractive $curvemon_sudo apt-get install -y -qq python3-venv >/dev/null
+fi
+if [ ! -x "$curvemon_py/bin/python3" ] ||
+    ! cmp -s "$curvemon_root/examples/requirements.txt" "$curvemon_py/.curvemon-requirements"; then
+    echo "Installing the example's Python clients into target/py ..." >&2
+    rm -rf "$curvemon_py"
+    python3 -m venv "$curvemon_py"
+    "$curvemon_py/bin/pip" install --quiet --disable-pip-version-check -r "$curvemon_root/examples/requirements.txt"
+    cp "$curvemon_root/examples/requirements.txt" "$curvemon_py/.curvemon-requirements"
+fi
+export CURVEMON_PYTHON="$curvemon_py/bin/python3"

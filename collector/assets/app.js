@@ -17,10 +17,18 @@ const gib = (b) => (b / 1073741824).toFixed(1);
 const fmtBytes = (b) => b == null ? "" : b >= 1073741824 ? gib(b) + " GiB" : b >= 1048576 ? (b / 1048576).toFixed(1) + " MiB" : (b / 1024).toFixed(0) + " KiB";
 const fmtDur = (s) => s == null ? "" : s >= 86400 ? (s / 86400).toFixed(1) + " d" : s >= 3600 ? (s / 3600).toFixed(1) + " h" : s >= 60 ? Math.round(s / 60) + " min" : Math.round(s) + " s";
 const ago = (iso) => fmtDur(Math.max(0, (Date.now() - Date.parse(iso)) / 1000)) + " ago";
+// Distinct colours for the lines of one chart: a categorical palette,
+// then hues a golden angle apart.
+const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#ff9da7", "#5b5b5b"];
+function palette(i) {
+  return i < PALETTE.length ? PALETTE[i] : `hsl(${Math.round((i * 137.508) % 360)}, 60%, 42%)`;
+}
+// A host's colour: its place among all hosts by name, so that it is the
+// same in both fleet charts and its table row, and no two hosts share one.
 function color(id) {
-  let h = 0;
-  for (const c of id) h = (h * 31 + c.charCodeAt(0)) >>> 0;
-  return `hsl(${h % 360}, 65%, 42%)`;
+  const ids = [...fleet.hosts.values()].sort((a, b) => a.hostname.localeCompare(b.hostname)).map((h) => h.id);
+  const i = ids.indexOf(id);
+  return palette(i < 0 ? 0 : i);
 }
 async function getJSON(url) {
   const res = await fetch(url, { cache: "no-store" });
@@ -208,9 +216,23 @@ function hostCharts(cores, numbers) {
             { scales: def.y ? { y: def.y } : {}, si: def.si });
   }
   $("#h-cores").replaceChildren();
-  const palette = (i) => `hsl(${(i * 47) % 360}, 60%, 45%)`;
   hostPage.charts.cores = chart($("#h-cores"), Array.from({ length: cores }, (_, i) => ({ label: `cpu${numbers[i] ?? i}`, stroke: palette(i), width: 1 })),
     { scales: { y: { range: [0, 100] } } });
+}
+// Services, containers and process groups: the busiest few, one line each.
+function groupCharts() {
+  const g = hostPage.groups;
+  for (const [key, target, names] of [["gcpu", "#h-groups-cpu", Object.keys(g.cpu_percent)], ["gmem", "#h-groups-mem", Object.keys(g.mem_bytes)]]) {
+    if (hostPage.charts[key]) hostPage.charts[key].destroy();
+    $(target).replaceChildren();
+    hostPage.charts[key] = chart($(target), names.map((n, i) => ({ label: n, stroke: palette(i), width: 1.5, spanGaps: true })));
+  }
+}
+function groupDraw() {
+  const g = hostPage.groups;
+  const t = g.t.map((x) => x / 1000);
+  hostPage.charts.gcpu.setData([t, ...Object.values(g.cpu_percent)]);
+  hostPage.charts.gmem.setData([t, ...Object.values(g.mem_bytes).map((col) => col.map((v) => v == null ? null : v / 1048576))]);
 }
 function hostDraw() {
   const d = hostPage.data;
@@ -242,12 +264,31 @@ async function openHost(id) {
   const numbers = view.model?.cpus || [];
   hostCharts(Math.max(numbers.length, hostPage.data.cores.length), numbers);
   hostDraw();
+  hostPage.groups = await getJSON(`/api/hosts/${id}/groups?since=${since}`);
+  groupCharts();
+  groupDraw();
   hostPage.source = new EventSource(`/api/hosts/${id}/stream`);
   hostPage.source.onopen = () => setLive(true);
   hostPage.source.onerror = () => setLive(false);
   hostPage.source.addEventListener("sample", (e) => {
-    const { host, point } = JSON.parse(e.data);
+    const { host, point, groups } = JSON.parse(e.data);
     hostHeader(host);
+    if (groups && hostPage.groups && groups.some((x) => !(x.name in hostPage.groups.cpu_percent) && !(x.name in hostPage.groups.mem_bytes))) {
+      // A group the charts do not have yet: load them anew.
+      const since = Date.now() - HOUR * 1000;
+      getJSON(`/api/hosts/${id}/groups?since=${since}`).then((g) => { hostPage.groups = g; groupCharts(); groupDraw(); });
+    } else if (groups && hostPage.groups) {
+      const g = hostPage.groups;
+      g.t.push(point ? point.t : Date.now());
+      for (const [field, col] of [["cpu_percent", g.cpu_percent], ["mem_bytes", g.mem_bytes]]) {
+        for (const name of Object.keys(col)) col[name].push(groups.find((x) => x.name === name)?.[field] ?? null);
+      }
+      const cutoff = Date.now() - HOUR * 1000;
+      let k = 0;
+      while (k < g.t.length && g.t[k] < cutoff) k++;
+      if (k) { g.t.splice(0, k); for (const col of [g.cpu_percent, g.mem_bytes]) for (const c of Object.values(col)) c.splice(0, k); }
+      groupDraw();
+    }
     if (!point) return;
     const d = hostPage.data;
     d.t.push(point.t);
@@ -268,15 +309,184 @@ function closeHost() {
   hostPage.id = null;
 }
 
+// ---------- applications ----------
+const appsPage = { source: null, timer: null };
+const appPage = { name: null, source: null, data: null, charts: {}, timerCharts: {}, refresh: null };
+const fmtSeconds = (v) => v == null ? "" : v >= 1 ? v.toFixed(2) + " s" : (v * 1000).toFixed(v >= 0.01 ? 0 : 1) + " ms";
+const fmtNum = (v, d = 1) => v == null ? "" : v.toFixed(d);
+async function loadApps() {
+  const apps = await getJSON("/api/apps");
+  const body = $("#apps tbody");
+  body.replaceChildren();
+  for (const a of apps) {
+    const tr = el("tr");
+    tr.dataset.app = a.app;
+    const name = el("td");
+    const link = el("a", a.app);
+    link.href = `#/app/${encodeURIComponent(a.app)}`;
+    name.append(link);
+    tr.append(name, el("td", `${a.instances_up} / ${a.instances}`, "num"), el("td", a.hosts.join(", ")),
+      el("td", fmtNum(a.cpu_percent), "num"), el("td", fmtBytes(a.rss_bytes), "num"),
+      el("td", fmtNum(a.calls_per_second), "num"), el("td", fmtSeconds(a.p99), "num"));
+    body.append(tr);
+  }
+  $("#apps-empty").hidden = apps.length > 0;
+}
+function openApps() {
+  loadApps();
+  appsPage.source = new EventSource("/api/stream/apps");
+  appsPage.source.onopen = () => setLive(true);
+  appsPage.source.onerror = () => setLive(false);
+  const later = () => { if (!appsPage.timer) appsPage.timer = setTimeout(() => { appsPage.timer = null; loadApps(); }, 1000); };
+  for (const kind of ["instance", "step", "reset"]) appsPage.source.addEventListener(kind, later);
+}
+function closeApps() {
+  if (appsPage.source) appsPage.source.close();
+  appsPage.source = null;
+}
+function instanceCharts() {
+  const d = appPage.data;
+  for (const [key, target] of [["cpu", "#a-cpu"], ["mem", "#a-mem"]]) {
+    if (appPage.charts[key]) appPage.charts[key].destroy();
+    $(target).replaceChildren();
+    appPage.charts[key] = chart($(target), d.instances.map((i, n) => ({ label: i.label, stroke: palette(n), width: 1.5, spanGaps: true })));
+  }
+}
+function instanceDraw() {
+  const d = appPage.data;
+  const join = (field, scale) => d.instances.length
+    ? uPlot.join(d.instances.map((i) => [i.t.map((x) => x / 1000), i[field].map((v) => v == null ? null : v * scale)]))
+    : [[]];
+  appPage.charts.cpu.setData(join("cpu_percent", 1));
+  appPage.charts.mem.setData(join("rss_bytes", 1 / 1048576));
+}
+function timerCharts() {
+  const box = $("#timers");
+  for (const c of Object.values(appPage.timerCharts)) { c.calls.destroy(); c.latency.destroy(); }
+  appPage.timerCharts = {};
+  box.replaceChildren();
+  for (const t of appPage.data.timers) {
+    const ms = t.name.endsWith("_seconds");
+    const calls = el("figure");
+    calls.append(el("figcaption", `${t.key}: calls/s`));
+    const lat = el("figure");
+    lat.append(el("figcaption", `${t.key}: p50, p90, p99${ms ? ", ms" : ""}`));
+    const c1 = el("div"), c2 = el("div");
+    calls.append(c1); lat.append(c2);
+    box.append(calls, lat);
+    appPage.timerCharts[t.key] = {
+      ms,
+      calls: chart(c1, [{ label: "calls/s", stroke: palette(0), width: 1.5 }]),
+      latency: chart(c2, [["p50", 0], ["p90", 1], ["p99", 2]].map(([label, i]) => ({ label, stroke: palette(i + 1), width: 1.5 }))),
+    };
+  }
+}
+function timerDraw() {
+  for (const t of appPage.data.timers) {
+    const c = appPage.timerCharts[t.key];
+    if (!c) continue;
+    const x = t.t.map((v) => v / 1000);
+    const scale = (col) => col.map((v) => v == null ? null : c.ms ? v * 1000 : v);
+    c.calls.setData([x, t.calls_per_second]);
+    c.latency.setData([x, scale(t.p50), scale(t.p90), scale(t.p99)]);
+  }
+}
+async function appTable() {
+  const view = await getJSON(`/api/apps/${encodeURIComponent(appPage.name)}`);
+  const up = view.instances.filter((i) => i.state === "up").length;
+  $("#app-summary").textContent = `${up} of ${view.instances.length} instances up · timers per ${view.step_seconds} s step`;
+  const body = $("#instances tbody");
+  body.replaceChildren();
+  for (const i of view.instances) {
+    const tr = el("tr");
+    tr.dataset.key = i.key;
+    const st = el("td");
+    st.append(el("span", i.state, `state ${i.state}`));
+    tr.append(el("td", i.label), st, el("td", i.source), el("td", fmtNum(i.cpu_percent), "num"),
+      el("td", fmtBytes(i.rss_bytes), "num"), el("td", fmtNum(i.calls_per_second), "num"), el("td", i.unit));
+    body.append(tr);
+  }
+}
+function trimApp() {
+  const cutoff = Date.now() - HOUR * 1000;
+  for (const series of [...appPage.data.instances, ...appPage.data.timers]) {
+    let k = 0;
+    while (k < series.t.length && series.t[k] < cutoff) k++;
+    if (k) for (const [key, col] of Object.entries(series)) if (Array.isArray(col)) col.splice(0, k);
+  }
+}
+async function openApp(name) {
+  closeApp();
+  appPage.name = name;
+  $("#app-name").textContent = name;
+  $("#crumb").textContent = `› ${name}`;
+  const since = Date.now() - HOUR * 1000;
+  appPage.data = await getJSON(`/api/apps/${encodeURIComponent(name)}/history?since=${since}`);
+  instanceCharts(); instanceDraw();
+  timerCharts(); timerDraw();
+  await appTable();
+  appPage.refresh = setInterval(appTable, 3000);
+  appPage.source = new EventSource(`/api/apps/${encodeURIComponent(name)}/stream`);
+  appPage.source.onopen = () => setLive(true);
+  appPage.source.onerror = () => setLive(false);
+  appPage.source.addEventListener("instance", (e) => {
+    const p = JSON.parse(e.data);
+    let i = appPage.data.instances.find((x) => x.key === p.key);
+    const fresh = !i;
+    if (fresh) {
+      i = { key: p.key, label: p.label, t: [], cpu_percent: [], rss_bytes: [], calls_per_second: [] };
+      appPage.data.instances.push(i);
+    }
+    i.t.push(p.t); i.cpu_percent.push(p.cpu_percent); i.rss_bytes.push(p.rss_bytes); i.calls_per_second.push(p.calls_per_second);
+    trimApp();
+    if (fresh) instanceCharts();
+    instanceDraw();
+  });
+  appPage.source.addEventListener("step", (e) => {
+    const p = JSON.parse(e.data);
+    let t = appPage.data.timers.find((x) => x.key === p.key);
+    const fresh = !t;
+    if (fresh) {
+      t = { key: p.key, name: p.name, labels: p.labels, t: [], calls_per_second: [], p50: [], p90: [], p99: [] };
+      appPage.data.timers.push(t);
+    }
+    t.t.push(p.t); t.calls_per_second.push(p.calls_per_second); t.p50.push(p.p50); t.p90.push(p.p90); t.p99.push(p.p99);
+    trimApp();
+    if (fresh) timerCharts();
+    timerDraw();
+  });
+  appPage.source.addEventListener("reset", () => openApp(name));
+}
+function closeApp() {
+  if (appPage.source) appPage.source.close();
+  if (appPage.refresh) clearInterval(appPage.refresh);
+  appPage.source = null;
+  appPage.refresh = null;
+  appPage.name = null;
+}
+
 // ---------- routing ----------
 async function route() {
-  const match = location.hash.match(/^#\/host\/([0-9a-f]+)$/);
-  $("#fleet-view").hidden = !!match;
-  $("#host-view").hidden = !match;
-  if (match) {
-    await openHost(match[1]);
+  const host = location.hash.match(/^#\/host\/([0-9a-f]+)$/);
+  const app = location.hash.match(/^#\/app\/(.+)$/);
+  const apps = location.hash === "#/apps";
+  $("#fleet-view").hidden = !!(host || app || apps);
+  $("#host-view").hidden = !host;
+  $("#apps-view").hidden = !apps;
+  $("#app-view").hidden = !app;
+  $("#nav-hosts").classList.toggle("active", !(app || apps));
+  $("#nav-apps").classList.toggle("active", !!(app || apps));
+  if (!host) closeHost();
+  if (!apps) closeApps();
+  if (!app) closeApp();
+  if (host) {
+    await openHost(host[1]);
+  } else if (app) {
+    await openApp(decodeURIComponent(app[1]));
+  } else if (apps) {
+    $("#crumb").textContent = "› applications";
+    openApps();
   } else {
-    closeHost();
     $("#crumb").textContent = "";
     await loadFleet();
   }
@@ -303,6 +513,13 @@ window.curvemon = {
   hostState: (name) => document.querySelector(`#hosts tr[data-host="${CSS.escape(name)}"] .state`)?.textContent ?? null,
   fleetPoints: (name) => { const h = [...fleet.hosts.values()].find((x) => x.hostname === name); return h ? (fleet.series.get(h.id)?.t.length ?? 0) : 0; },
   hostPoints: () => hostPage.data ? hostPage.data.t.length : 0,
+  // Lines of the application page's CPU and memory charts (one per instance).
+  appLines: () => appPage.charts.cpu ? appPage.charts.cpu.series.length - 1 : 0,
+  appInstancePoints: () => appPage.data ? appPage.data.instances.map((i) => i.t.length) : [],
+  appTimers: () => Object.keys(appPage.timerCharts),
+  appTimerPoints: () => appPage.data ? appPage.data.timers.map((t) => t.t.length) : [],
+  hostGroups: () => hostPage.groups ? Object.keys(hostPage.groups.cpu_percent) : [],
+  lineColors: (target) => { const c = { "#fleet-cpu": fleet.charts.cpu?.plot, "#a-cpu": appPage.charts.cpu }[target]; return c ? c.series.slice(1).map((s) => s._stroke || s.stroke) : []; },
     delays: () => delays.slice(),
   errors: () => errors.slice(),
 };

@@ -24,7 +24,7 @@ use crate::{
     stats::StatsSnapshot,
 };
 
-fn label(name: &str, value: &str) -> LabelPair {
+pub(crate) fn label(name: &str, value: &str) -> LabelPair {
     let mut pair = LabelPair::default();
     pair.set_name(name.to_string());
     pair.set_value(value.to_string());
@@ -39,7 +39,7 @@ fn family(name: &str, help: &str, kind: MetricType) -> MetricFamily {
     family
 }
 
-fn sample(kind: MetricType, labels: Vec<LabelPair>, value: f64) -> Metric {
+pub(crate) fn sample(kind: MetricType, labels: Vec<LabelPair>, value: f64) -> Metric {
     let mut metric = Metric::from_label(labels);
     match kind {
         MetricType::COUNTER => {
@@ -65,10 +65,50 @@ fn metric_type(kind: Kind) -> MetricType {
 
 /// Per-family builder that keeps one HELP/TYPE per name across hosts.
 #[derive(Default)]
-struct Families(BTreeMap<String, MetricFamily>);
+pub(crate) struct Families {
+    map: BTreeMap<String, MetricFamily>,
+    /// `_bucket`, `_sum` and `_count` names of histograms and summaries:
+    /// no other family may take them.
+    derived: std::collections::HashSet<String>,
+    /// Application series' names and labels, to keep each once.
+    series: std::collections::HashSet<String>,
+    /// Application series left out: another type under the same name, a
+    /// name a histogram's parts take, or the same series twice.
+    pub conflicts: u64,
+}
 
 impl Families {
-    fn add(
+    /// Adds an application series' metric to family `name` of `kind`,
+    /// unless that would make the exposition ambiguous (then it is counted
+    /// in `conflicts` and left out).
+    pub(crate) fn add_strict(&mut self, name: &str, help: &str, kind: MetricType, metric: Metric) {
+        let parts: &[&str] = match kind {
+            MetricType::HISTOGRAM => &["_bucket", "_sum", "_count"],
+            MetricType::SUMMARY => &["_sum", "_count"],
+            _ => &[],
+        };
+        let clashes = self.derived.contains(name)
+            || self.map.get(name).is_some_and(|f| f.get_field_type() != kind)
+            || parts.iter().any(|p| self.map.contains_key(&format!("{name}{p}")));
+        let mut key: String = name.to_string();
+        for pair in metric.get_label() {
+            key.push('\u{1f}');
+            key.push_str(pair.name());
+            key.push('=');
+            key.push_str(pair.value());
+        }
+        if clashes || !self.series.insert(key) {
+            self.conflicts += 1;
+            return;
+        }
+        for part in parts {
+            self.derived.insert(format!("{name}{part}"));
+        }
+        let family = self.map.entry(name.to_string()).or_insert_with(|| family(name, help, kind));
+        family.mut_metric().push(metric);
+    }
+
+    pub(crate) fn add(
         &mut self,
         name: &str,
         help: &str,
@@ -76,7 +116,7 @@ impl Families {
         labels: Vec<LabelPair>,
         value: f64,
     ) {
-        let family = self.0.entry(name.to_string()).or_insert_with(|| family(name, help, kind));
+        let family = self.map.entry(name.to_string()).or_insert_with(|| family(name, help, kind));
         // A name the agents disagree on the type of keeps its first type.
         let kind = family.get_field_type();
         family.mut_metric().push(sample(kind, labels, value));
@@ -331,7 +371,15 @@ pub fn gather(
         vec![],
         streams.dropped as f64,
     );
-    let mut families: Vec<MetricFamily> = out.0.into_values().collect();
+    crate::apps::expose::series(registry, &mut out);
+    out.add(
+        "curvemon_collector_app_series_left_out",
+        "Application series left out of this exposition: a name another type or a histogram's parts take, or the same series twice.",
+        g,
+        vec![],
+        out.conflicts as f64,
+    );
+    let mut families: Vec<MetricFamily> = out.map.into_values().collect();
     if registry.ingest_delay.count > 0 {
         families.push(delay_histogram(registry));
     }

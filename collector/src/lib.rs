@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod derive;
 pub mod exposition;
+pub mod groups;
 pub mod handshakes;
 pub mod history;
 pub mod http;

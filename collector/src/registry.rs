@@ -208,6 +208,8 @@ pub struct Host {
     pub missed: u64,
     /// Recent dashboard points.
     pub history: History,
+    /// Its services, containers and process groups over time.
+    pub groups: crate::groups::Groups,
     /// When the values in `values` were taken, Unix milliseconds.
     last_taken_ms: Option<u64>,
     model_requested_at: Option<Instant>,
@@ -236,6 +238,7 @@ impl Host {
             last_seq: None,
             missed: 0,
             history: History::new(1),
+            groups: crate::groups::Groups::default(),
             last_taken_ms: None,
             model_requested_at: None,
         };
@@ -550,6 +553,7 @@ impl Registry {
             host.model.as_ref().is_some_and(|m| m.schema.revision == model.schema.revision);
         if !same_schema {
             host.layout = Layout::new(&model.schema);
+            host.groups.relayout(&model.schema);
             host.values = None;
         }
         host.hostname = Some(model.hostname.clone());
@@ -584,7 +588,7 @@ impl Registry {
         let Some(host) = self.hosts.get_mut(&key) else { return Vec::new() };
         let taken = crate::time::from_unix_ms(metrics.taken_at_ms);
         let delay = now.wall.duration_since(taken).map_or(0.0, |d| d.as_secs_f64());
-        let replies = Self::apply_metrics(host, metrics, &mut self.counters, now);
+        let replies = Self::apply_metrics(host, metrics, &mut self.counters, now, self.retention);
         if replies.is_empty() {
             self.ingest_delay.observe(delay);
             self.outbox.push(Change::Sample(host.id.clone()));
@@ -597,6 +601,7 @@ impl Registry {
         metrics: Metrics,
         counters: &mut RegistryCounters,
         now: Now,
+        retention: Duration,
     ) -> Vec<Message> {
         let expected = host.model.as_ref().map_or(0, |m| m.schema.series_count());
         if metrics.values.len() != expected {
@@ -617,6 +622,11 @@ impl Registry {
         let previous = host.values.as_deref().zip(host.last_taken_ms).map(|(v, t)| (t, v));
         let point = host.layout.point(previous, metrics.taken_at_ms, &metrics.values);
         host.history.push(point);
+        host.groups.update(
+            &metrics.values,
+            metrics.taken_at_ms,
+            u64::try_from(retention.as_millis()).unwrap_or(u64::MAX),
+        );
         host.last_taken_ms = Some(metrics.taken_at_ms);
         let (cpu_percent, cpu_percent_per_core) = host
             .values

@@ -129,8 +129,10 @@ impl Router {
             if now >= next_sweep {
                 let events = {
                     let mut reg = self.lock();
-                    reg.sweep(Now::current());
-                    take_events(&mut reg)
+                    let now = Now::current();
+                    reg.sweep(now);
+                    reg.apps.close_steps(crate::time::now_ms());
+                    self.take_events(&mut reg)
                 };
                 self.publish(events);
                 next_sweep = now + SWEEP_EVERY;
@@ -210,7 +212,7 @@ impl Router {
                 let (replies, events) = {
                     let mut reg = self.lock();
                     let replies = reg.on_message(&peer, message, Now::current());
-                    (replies, take_events(&mut reg))
+                    (replies, self.take_events(&mut reg))
                 };
                 self.publish(events);
                 for reply in replies {
@@ -266,7 +268,7 @@ impl Router {
         let (routing, events) = {
             let mut reg = self.lock();
             let routing = reg.revoke(key, Now::current());
-            (routing, take_events(&mut reg))
+            (routing, self.take_events(&mut reg))
         };
         self.publish(events);
         let first_time = routing.is_some();
@@ -295,6 +297,17 @@ impl Router {
                 self.revoke(&key, routing);
             }
         }
+    }
+
+    /// The registry's changes as stream events (built under its lock,
+    /// published after it is released); applications' only for topics
+    /// somebody listens to.
+    fn take_events(&self, registry: &mut Registry) -> Vec<EventData> {
+        let changes = registry.drain_changes();
+        let mut events: Vec<EventData> =
+            changes.iter().filter_map(|change| crate::view::event(registry, change)).collect();
+        events.extend(crate::apps::view::events(registry, |topic| self.hub.wants(topic)));
+        events
     }
 
     fn publish(&self, events: Vec<EventData>) {
@@ -402,13 +415,6 @@ fn drain(monitor: &zmq::Socket) -> zmq::Result<Vec<Event>> {
 /// A peer address for logs.
 fn show(peer: Option<std::net::SocketAddr>) -> String {
     peer.map_or_else(|| "unknown".into(), |p| p.to_string())
-}
-
-/// The registry's changes as stream events (built under its lock, published
-/// after it is released).
-fn take_events(registry: &mut Registry) -> Vec<EventData> {
-    let changes = registry.drain_changes();
-    changes.iter().filter_map(|change| crate::view::event(registry, change)).collect()
 }
 
 /// Creates, configures and binds the ROUTER. The ZAP handler must already be

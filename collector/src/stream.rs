@@ -22,6 +22,17 @@ use tracing::debug;
 
 use crate::view::EventData;
 
+/// Whether a client subscribed to `wanted` gets an event on `topic`: the
+/// fleet stream (`None`) gets every host's events, `app:*` every
+/// application's, anything else exactly its topic.
+fn matches(wanted: Option<&str>, topic: &str) -> bool {
+    match wanted {
+        None => !topic.starts_with("app:"),
+        Some("app:*") => topic.starts_with("app:"),
+        Some(t) => t == topic,
+    }
+}
+
 /// Events kept for resuming clients.
 pub const REPLAY: usize = 4096;
 
@@ -102,7 +113,7 @@ impl Hub {
         inner.recent.push_back(event.clone());
         let mut dropped = 0;
         inner.clients.retain(|client| {
-            if client.host.as_deref().is_some_and(|h| h != &*event.host) {
+            if !matches(client.host.as_deref(), &event.host) {
                 return !client.queue.is_closed();
             }
             match client.queue.try_send(event.clone()) {
@@ -130,8 +141,7 @@ impl Hub {
             None => (Vec::new(), false),
             Some(last) => {
                 let oldest = inner.recent.front().map_or(inner.next_id.saturating_add(1), |e| e.id);
-                let wanted =
-                    |e: &&Event| e.id > last && host.as_deref().is_none_or(|h| h == &*e.host);
+                let wanted = |e: &&Event| e.id > last && matches(host.as_deref(), &e.host);
                 if last.saturating_add(1) >= oldest || last >= inner.next_id {
                     (inner.recent.iter().filter(wanted).cloned().collect(), false)
                 } else {
@@ -141,6 +151,15 @@ impl Hub {
         };
         inner.clients.push(Client { host, queue });
         Subscription { replay, reset, events }
+    }
+
+    /// Whether any client would receive an event on `topic` (so that
+    /// nobody's events are not built at all).
+    pub fn wants(&self, topic: &str) -> bool {
+        self.lock()
+            .clients
+            .iter()
+            .any(|c| !c.queue.is_closed() && matches(c.host.as_deref(), topic))
     }
 
     /// Connected clients (those that went away count until the next publish).
@@ -206,6 +225,25 @@ mod tests {
         assert!(sub.reset && sub.replay.is_empty());
         let recent = hub.subscribe(None, Some(hub.last_id() - 1));
         assert_eq!(recent.replay.len(), 1);
+    }
+
+    #[test]
+    fn application_topics_reach_only_their_subscribers() {
+        let hub = Hub::new(16);
+        let mut fleet = hub.subscribe(None, None);
+        let mut shop = hub.subscribe(Some("app:shop".into()), None);
+        let mut every_app = hub.subscribe(Some("app:*".into()), None);
+        assert!(hub.wants("app:shop") && hub.wants("abcd") && hub.wants("app:bank"));
+        hub.publish(data("app:shop"));
+        hub.publish(data("app:bank"));
+        hub.publish(data("abcd"));
+        assert_eq!(fleet.events.try_recv().unwrap().id, 3, "hosts only");
+        assert_eq!(shop.events.try_recv().unwrap().id, 1);
+        assert!(shop.events.try_recv().is_err());
+        assert_eq!(every_app.events.try_recv().unwrap().id, 1);
+        assert_eq!(every_app.events.try_recv().unwrap().id, 2);
+        drop((fleet, every_app));
+        assert!(hub.wants("app:shop") && !hub.wants("app:bank"));
     }
 
     #[test]

@@ -19,6 +19,11 @@ pub fn from_unix_secs(secs: u64) -> SystemTime {
     from_unix_ms(secs.saturating_mul(1000))
 }
 
+/// The wall clock, Unix milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// RFC 3339 with milliseconds, in UTC; times past 9999 are capped there.
 pub fn rfc3339(t: SystemTime) -> String {
     let last = UNIX_EPOCH + Duration::from_millis(LAST_MS);

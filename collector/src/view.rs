@@ -185,6 +185,37 @@ pub struct EventData {
 struct SampleEvent<'a> {
     host: &'a HostView,
     point: Option<PointView>,
+    /// Services and groups, when this sample read them anew.
+    groups: Option<Vec<GroupNow>>,
+}
+
+/// One service, container or process group now.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupNow {
+    /// `nginx.service`, `docker-4f2a.scope`, `group:NAME`.
+    pub name: String,
+    /// CPU busy percent of one core.
+    pub cpu_percent: Option<f32>,
+    /// Memory bytes.
+    pub mem_bytes: Option<f32>,
+}
+
+/// The groups of `host`'s latest group point.
+pub fn groups_now(host: &Host) -> Vec<GroupNow> {
+    host.groups
+        .history
+        .back()
+        .map(|p| {
+            p.values
+                .iter()
+                .map(|(id, cpu, mem)| GroupNow {
+                    name: host.groups.name(*id).to_string(),
+                    cpu_percent: finite(*cpu),
+                    mem_bytes: finite(*mem),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Turns a registry change into a stream event.
@@ -195,8 +226,10 @@ pub fn event(registry: &Registry, change: &Change) -> Option<EventData> {
     };
     let host = registry.by_id(id)?;
     let view = HostView::new(host, registry, false)?;
-    let point =
-        (kind == "sample").then(|| host.history.since(0).last().map(PointView::from)).flatten();
-    let json = serde_json::to_string(&SampleEvent { host: &view, point }).ok()?;
+    let last = (kind == "sample").then(|| host.history.since(0).last()).flatten();
+    let point = last.map(PointView::from);
+    let fresh = last.is_some_and(|p| host.groups.history.back().is_some_and(|g| g.t_ms == p.t_ms));
+    let groups = fresh.then(|| groups_now(host));
+    let json = serde_json::to_string(&SampleEvent { host: &view, point, groups }).ok()?;
     Some(EventData { host: id.clone(), kind, json })
 }

@@ -151,3 +151,93 @@ async fn the_dashboard_follows_the_fleet_live() {
     }
     browser.client.close().await.unwrap();
 }
+
+/// The example application (examples/shop.py, the real `statsd` client)
+/// on two hosts: the Applications view lists it, and its page draws one
+/// CPU and one memory line per instance, in distinct colours, and a
+/// calls/s and a percentiles chart per timer, live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_applications_view_shows_one_line_per_instance() {
+    let python = std::env::var_os("CURVEMON_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/py/bin/python3")
+    });
+    assert!(python.exists(), "{} is missing: run scripts/test", python.display());
+    let shop = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/shop.py");
+    let fleet = Fleet::new();
+    let _collector = fleet.start_collector(&["--app-step", "1s"], "collector.log");
+    let mut running = Vec::new();
+    for name in ["shop-a", "shop-b"] {
+        let keys = fleet.agent_keys(name, true);
+        let socket = fleet.path(&format!("{name}.sock"));
+        let socket_s = socket.display().to_string();
+        // The host page's process groups: this host's shop instance.
+        let config = fleet.path(&format!("{name}.toml"));
+        let groups = format!(
+            "[intervals]\nprocess = \"1s\"\n\n[[process]]\nname = \"shop\"\ncmdline = \"shop.py .*{name}.sock\"\n"
+        );
+        std::fs::write(&config, groups).unwrap();
+        let config = config.display().to_string();
+        running.push(fleet.start_agent(
+            name,
+            &keys,
+            &["--interval", "500ms", "--statsd-stream", &socket_s, "--config", &config],
+        ));
+        wait_for("the agent's StatsD socket", LIMIT, || socket.exists().then_some(()));
+        let address = format!("unix://{socket_s}");
+        running.push(Proc::spawn(
+            &python,
+            &[shop.to_str().unwrap(), "--name", "shop", "--statsd", &address, "--rate", "30"],
+            fleet.path(&format!("{name}-app.log")),
+            name,
+        ));
+    }
+    let browser = browser(&fleet).await;
+    let page = &browser.client;
+    let base = format!("http://127.0.0.1:{}/", fleet.http_port);
+    page.goto(&format!("{base}#/apps")).await.unwrap();
+    let row = "return document.querySelector('#apps tr[data-app=\"shop\"] td:nth-child(2)')?.textContent ?? null";
+    wait_js(page, "shop listed with two instances up", row, |v| *v == json!("2 / 2")).await;
+    std::fs::write(screenshot_path("apps.png"), page.screenshot().await.unwrap()).unwrap();
+
+    page.goto(&format!("{base}#/app/shop")).await.unwrap();
+    wait_js(page, "one line per instance", "return curvemon.appLines()", |v| *v == json!(2)).await;
+    wait_js(page, "points for both instances", "return curvemon.appInstancePoints()", |v| {
+        v.as_array().is_some_and(|a| a.len() == 2 && a.iter().all(|n| n.as_u64() > Some(3)))
+    })
+    .await;
+    wait_js(page, "a chart pair per timer", "return curvemon.appTimers()", |v| {
+        *v == json!(["checkout_seconds", "lookup_seconds"])
+    })
+    .await;
+    wait_js(page, "closed steps of the timers, live", "return curvemon.appTimerPoints()", |v| {
+        v.as_array().is_some_and(|a| a.len() == 2 && a.iter().all(|n| n.as_u64() >= Some(2)))
+    })
+    .await;
+    let colors = js(page, "return curvemon.lineColors('#a-cpu')").await;
+    let colors = colors.as_array().unwrap();
+    assert_eq!(colors.len(), 2);
+    assert_ne!(colors[0], colors[1], "distinct colours per line");
+    std::fs::write(screenshot_path("app.png"), page.screenshot().await.unwrap()).unwrap();
+
+    // A host page charts its process groups: this host's shop.
+    let id = fleet.host("shop-a").unwrap()["id"].as_str().unwrap().to_string();
+    wait_for("the host's process group in the API", LIMIT, || {
+        let groups = fleet.json(&format!("/api/hosts/{id}/groups"))?;
+        groups["mem_bytes"].get("group:shop").map(|_| ())
+    });
+    page.goto(&format!("{base}#/host/{id}")).await.unwrap();
+    wait_js(page, "the host's process group", "return curvemon.hostGroups()", |v| {
+        *v == json!(["group:shop"])
+    })
+    .await;
+    std::fs::write(screenshot_path("host-groups.png"), page.screenshot().await.unwrap()).unwrap();
+
+    // The fleet's charts: one colour per host, no two alike.
+    page.goto(&base).await.unwrap();
+    wait_js(page, "the fleet chart's lines", "return curvemon.lineColors('#fleet-cpu')", |v| {
+        v.as_array().is_some_and(|a| a.len() == 2 && a[0] != a[1])
+    })
+    .await;
+    assert_eq!(js(page, "return curvemon.errors()").await, json!([]), "no script errors");
+    browser.client.close().await.unwrap();
+}

@@ -16,6 +16,7 @@
 //! end, for samples in flight). History: the last hour of closed steps per
 //! timer, and the last hour of points per instance.
 
+pub mod expose;
 pub mod view;
 
 use std::{
@@ -87,6 +88,38 @@ pub struct Series {
     pub total: Total,
     /// When it last had a point (the agent's Unix ms).
     pub updated_ms: u64,
+    /// A distribution's observations of the last few steps (for the
+    /// instance's own recent percentiles).
+    pub window: Window,
+}
+
+/// Observations of the last few steps of one series.
+#[derive(Debug, Clone, Default)]
+pub struct Window(VecDeque<(u64, Sketch)>);
+
+impl Window {
+    fn add(&mut self, step: u64, sketch: &Sketch) {
+        match self.0.iter_mut().find(|(s, _)| *s == step) {
+            Some((_, kept)) => kept.merge(sketch),
+            None => {
+                self.0.push_back((step, sketch.clone()));
+                self.0.make_contiguous().sort_by_key(|(s, _)| *s);
+                while self.0.len() > 3 {
+                    self.0.pop_front();
+                }
+            }
+        }
+    }
+
+    /// The observations of the latest step that has closed by `now_ms`.
+    pub fn recent(&self, step_ms: u64, now_ms: u64) -> Option<&Sketch> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(start, _)| start.saturating_add(step_ms + GRACE_MS) <= now_ms)
+            .filter(|(start, _)| now_ms.saturating_sub(*start) <= 3 * step_ms + GRACE_MS)
+            .map(|(_, s)| s)
+    }
 }
 
 /// One point of an instance's history.
@@ -94,7 +127,7 @@ pub struct Series {
 pub struct InstancePoint {
     /// The sample's time, Unix ms.
     pub t_ms: u64,
-    /// CPU busy percent of one core since the previous point (NaN unknown).
+    /// CPU busy percent of one core over about the last step (NaN unknown).
     pub cpu_percent: f32,
     /// Resident bytes (NaN unknown).
     pub rss_bytes: f32,
@@ -112,6 +145,11 @@ pub struct Instance {
     /// When it last had a point (Unix ms).
     pub updated_ms: u64,
     last_point_ms: Option<u64>,
+    /// CPU seconds so far and recent totals, for a rate over a step: the
+    /// kernel counts CPU time in 10 ms ticks, so a rate over one second of
+    /// a lightly loaded process jumps between 0 % and 2 %.
+    cpu_total: f64,
+    cpu_recent: VecDeque<(u64, f64)>,
 }
 
 /// Every application series of one host.
@@ -278,6 +316,8 @@ impl Apps {
                 history: VecDeque::new(),
                 updated_ms: 0,
                 last_point_ms: None,
+                cpu_total: 0.0,
+                cpu_recent: VecDeque::new(),
             });
             apps.instances.insert(id, instance);
         }
@@ -306,7 +346,8 @@ impl Apps {
                 .remove(&decl.id)
                 .or_else(|| old_series.remove(&decl.id))
                 .filter(|s| s.decl == decl);
-            let series = kept.unwrap_or(Series { decl, total, updated_ms: 0 });
+            let series =
+                kept.unwrap_or(Series { decl, total, updated_ms: 0, window: Window::default() });
             apps.series.insert(series.decl.id, series);
         }
         Ok(())
@@ -378,6 +419,7 @@ impl Apps {
                 _ => None,
             };
             if let Some(sketch) = observed {
+                series.window.add(step, &sketch);
                 entry.2 += sketch.count as f64;
                 let key = (series.decl.name.clone(), labels_text(&series.decl));
                 let timer = self.apps.entry(app).or_default().timers.entry(key).or_default();
@@ -389,15 +431,40 @@ impl Apps {
                 }
             }
         }
+        let step_ms = self.step_ms;
         for (id, (cpu_seconds, rss, calls)) in per_instance {
             let Some(instance) = apps.instances.get_mut(&id) else { continue };
             let seconds = instance
                 .last_point_ms
                 .map(|t| taken_at_ms.saturating_sub(t) as f64 / 1000.0)
                 .filter(|s| *s > 0.0);
+            // CPU over about a step: from the newest total at least a step old.
+            let mut cpu_percent = f32::NAN;
+            if cpu_seconds.is_finite() {
+                instance.cpu_total += cpu_seconds;
+                let since = instance
+                    .cpu_recent
+                    .iter()
+                    .rev()
+                    .find(|(t, _)| taken_at_ms.saturating_sub(*t) >= step_ms)
+                    .or(instance.cpu_recent.front())
+                    .copied();
+                if let Some((t, total)) = since.filter(|(t, _)| *t < taken_at_ms) {
+                    let span = (taken_at_ms - t) as f64 / 1000.0;
+                    cpu_percent = (100.0 * (instance.cpu_total - total) / span) as f32;
+                }
+                instance.cpu_recent.push_back((taken_at_ms, instance.cpu_total));
+                while instance
+                    .cpu_recent
+                    .front()
+                    .is_some_and(|(t, _)| taken_at_ms.saturating_sub(*t) > 2 * step_ms)
+                {
+                    instance.cpu_recent.pop_front();
+                }
+            }
             let point = InstancePoint {
                 t_ms: taken_at_ms,
-                cpu_percent: seconds.map_or(f32::NAN, |s| (100.0 * cpu_seconds / s) as f32),
+                cpu_percent,
                 rss_bytes: rss as f32,
                 calls_per_second: seconds.map_or(f32::NAN, |s| (calls / s) as f32),
             };

@@ -39,7 +39,8 @@ fn bad_request(message: String) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
 }
 
-fn parse_since(text: &str) -> Result<u64, String> {
+/// `since=`: Unix milliseconds or RFC 3339.
+pub(super) fn parse_since(text: &str) -> Result<u64, String> {
     if let Ok(ms) = text.parse::<u64>() {
         return Ok(ms);
     }
@@ -107,11 +108,84 @@ pub async fn history(
     Json(out).into_response()
 }
 
+/// Query of `GET /api/hosts/{id}/groups`.
+#[derive(Debug, Deserialize)]
+pub struct GroupsQuery {
+    /// Unix milliseconds or RFC 3339; default: everything kept.
+    since: Option<String>,
+    /// How many groups per chart (the busiest); default 8.
+    top: Option<usize>,
+}
+
+/// `GET /api/hosts/{id}/groups?since=...&top=N`: the host's services,
+/// containers and process groups, the busiest `top` by CPU and by memory
+/// (at the latest point), as columns: `{"t": [...], "cpu_percent": {name:
+/// [...]}, "mem_bytes": {name: [...]}, "now": [{name, cpu_percent,
+/// mem_bytes}]}`.
+pub async fn groups(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<GroupsQuery>,
+) -> Response {
+    let since = match q.since.as_deref().map(parse_since).transpose() {
+        Ok(since) => since.unwrap_or(0),
+        Err(e) => return bad_request(e),
+    };
+    let top = q.top.unwrap_or(8).clamp(1, crate::groups::KEPT);
+    let reg = state.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(host) = reg.by_id(&id) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no host with id {id:?}") })),
+        )
+            .into_response();
+    };
+    let now = crate::view::groups_now(host);
+    // The busiest at the latest point; groups not measured yet (a first
+    // CPU total has no rate) last, but shown.
+    let busiest = |key: fn(&crate::view::GroupNow) -> Option<f32>| {
+        let mut names: Vec<&crate::view::GroupNow> = now.iter().collect();
+        let rank = |g: &crate::view::GroupNow| key(g).unwrap_or(-1.0);
+        names.sort_by(|a, b| rank(b).partial_cmp(&rank(a)).unwrap_or(std::cmp::Ordering::Equal));
+        names.into_iter().take(top).map(|g| g.name.clone()).collect::<Vec<_>>()
+    };
+    let (by_cpu, by_mem) = (busiest(|g| g.cpu_percent), busiest(|g| g.mem_bytes));
+    let points: Vec<_> = host.groups.history.iter().filter(|p| p.t_ms >= since).collect();
+    let column = |name: &str, pick: fn(&(u32, f32, f32)) -> f32| -> Value {
+        Value::from(
+            points
+                .iter()
+                .map(|p| {
+                    p.values
+                        .iter()
+                        .find(|v| host.groups.name(v.0) == name)
+                        .map(pick)
+                        .filter(|v| v.is_finite())
+                        .map_or(Value::Null, |v| Value::from(f64::from(v)))
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    let cpu: serde_json::Map<String, Value> =
+        by_cpu.iter().map(|n| (n.clone(), column(n, |v| v.1))).collect();
+    let mem: serde_json::Map<String, Value> =
+        by_mem.iter().map(|n| (n.clone(), column(n, |v| v.2))).collect();
+    let body = json!({
+        "t": points.iter().map(|p| p.t_ms).collect::<Vec<_>>(),
+        "cpu_percent": cpu,
+        "mem_bytes": mem,
+        "now": now,
+    });
+    drop(reg);
+    Json(body).into_response()
+}
+
 fn to_sse(event: &Event) -> SseEvent {
     SseEvent::default().id(event.id.to_string()).event(event.kind).data(&*event.data)
 }
 
-fn stream(state: &AppState, host: Option<String>, headers: &HeaderMap) -> Response {
+/// An SSE response of the events of `topic` (`None`: every host's).
+pub(super) fn stream(state: &AppState, host: Option<String>, headers: &HeaderMap) -> Response {
     let last = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

@@ -2,6 +2,7 @@
 //! that tests and `main` serve the same router.
 
 mod api;
+mod apps;
 pub mod auth;
 mod live;
 mod page;
@@ -35,8 +36,14 @@ pub fn app(state: AppState) -> Router {
         .route("/api/hosts", get(api::hosts))
         .route("/api/hosts/{id}", get(api::host))
         .route("/api/hosts/{id}/history", get(live::history))
+        .route("/api/hosts/{id}/groups", get(live::groups))
         .route("/api/hosts/{id}/stream", get(live::host_stream))
         .route("/api/stream", get(live::fleet_stream))
+        .route("/api/apps", get(apps::list))
+        .route("/api/stream/apps", get(apps::stream_all))
+        .route("/api/apps/{app}", get(apps::one))
+        .route("/api/apps/{app}/history", get(apps::history))
+        .route("/api/apps/{app}/stream", get(apps::stream))
         .route("/assets/{file}", get(page::asset))
         .route("/api/stats", get(api::stats))
         .route("/metrics", get(api::metrics))
