@@ -13,8 +13,12 @@
 //! over the window; memory is VmRSS from /proc/<pid>/status, sampled each
 //! second (the median of the second half is the steady figure).
 //!
+//! Part 3, with the first agent (StatsD on, idle until then): StatsD lines
+//! per CPU second, its cost at 10,000 lines a second, and the wire bytes of
+//! 1,000 application series (see `statsd.rs`).
+//!
 //! Exits 1 if the agent's CPU is more than 1/20 of node_exporter's, or its
-//! resident memory more than 1/4.
+//! resident memory more than 1/4 (with StatsD on and idle).
 
 use std::{
     path::{Path, PathBuf},
@@ -25,6 +29,8 @@ use std::{
 use anyhow::{Context, bail};
 use curvemon_agent::{collectors, options::Options, roots::Roots, sampler::Sampler};
 use curvemon_protocol::{Message, Metrics, codec};
+
+mod statsd;
 
 fn main() -> std::process::ExitCode {
     match bench() {
@@ -61,7 +67,7 @@ fn bench() -> anyhow::Result<()> {
 /// (`/proc/<pid>/task/*/schedstat`; utime and stime only count 10 ms ticks).
 /// Threads that exited during the window are not counted, which only
 /// favours the process that starts threads per request (node_exporter).
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let mut total = 0u64;
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
         let path = task?.path().join("schedstat");
@@ -73,19 +79,19 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 }
 
 /// Resident memory of a process in bytes.
-fn rss_bytes(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn rss_bytes(pid: u32) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
     let kib: f64 = line.split_whitespace().nth(1).context("VmRSS value")?.parse()?;
     Ok(kib * 1024.0)
 }
 
-fn process_cpu_now() -> f64 {
+pub(crate) fn process_cpu_now() -> f64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
     t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -148,11 +154,11 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn get(url: &str) -> anyhow::Result<String> {
+pub(crate) fn get(url: &str) -> anyhow::Result<String> {
     Ok(ureq::get(url).call()?.body_mut().read_to_string()?)
 }
 
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) -> anyhow::Result<()> {
+pub(crate) fn wait_until(what: &str, mut ok: impl FnMut() -> bool) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ok() {
         if Instant::now() > deadline {
@@ -305,14 +311,34 @@ fn run(bin_dir: &Path, node_exporter: &Path, work: &Path, seconds: u64) -> anyho
         &["--keys", keys_s, "--listen", &listen, "--http", &http],
         &work.join("collector.log"),
     )?;
+    // StatsD on (UDP and the stream socket), idle in the first window.
+    let udp = free_port()?;
+    let udp_s = format!("127.0.0.1:{udp}");
+    let stream = work.join("statsd.sock");
+    let stream_s = stream.to_str().context("path")?;
     let agent = spawn(
         &agent_bin,
-        &["--keys", keys_s, "--interval", "1s", "--name", "bench", &listen],
+        &[
+            "--keys",
+            keys_s,
+            "--interval",
+            "1s",
+            "--name",
+            "bench",
+            "--statsd-udp",
+            &udp_s,
+            "--statsd-unix",
+            "off",
+            "--statsd-stream",
+            stream_s,
+            &listen,
+        ],
         &work.join("agent.log"),
     )?;
     let hosts_url = format!("http://{http}/api/hosts");
     wait_until("the agent to report", || get(&hosts_url).is_ok_and(|b| b.contains("\"seq\"")))?;
     let default = window(agent.0.id(), ne.0.id(), &ne_url, seconds)?;
+    let apps = statsd::run(agent.0.id(), "bench", udp, &stream, &format!("http://{http}/metrics"))?;
     drop(agent);
 
     // Then, alone in a second window, an agent that reads every family
@@ -361,6 +387,7 @@ fn run(bin_dir: &Path, node_exporter: &Path, work: &Path, seconds: u64) -> anyho
         1.0 / rss_ratio
     );
     cpu_row("CPU, every family every second (`[intervals]` all 1 s; next window)", &every, "");
+    statsd::print(&apps, default.agent_cpu / default.seconds * 1e3, default.agent_rss);
     let mut failed = Vec::new();
     if cpu_ratio > 1.0 / 20.0 {
         failed.push(format!("CPU ratio 1/{:.1} misses 1/20", 1.0 / cpu_ratio));

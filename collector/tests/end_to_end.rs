@@ -351,7 +351,10 @@ fn allow_and_revoke_take_effect_on_a_running_collector() {
     assert!(ok, "{err}");
     assert!(out.contains("as web-07"), "{out}");
     // No restart, no SIGHUP: the collector notices the directory changed.
-    fleet.wait_host("web-07", "admitted after `collector allow`", LIMIT, |h| {
+    // The refused agent has been backing off meanwhile (up to 30 s between
+    // attempts), so its next attempt may be that far away.
+    let backoff = Duration::from_secs(45);
+    fleet.wait_host("web-07", "admitted after `collector allow`", backoff, |h| {
         h["state"] == "up" && h["latest"].is_object()
     });
 

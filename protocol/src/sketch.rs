@@ -24,8 +24,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de, ser::Serialize
 /// The schema observations are recorded at.
 pub const SCHEMA: i8 = 5;
 
-/// The finest and coarsest schemas (Prometheus's range).
-pub const SCHEMA_RANGE: std::ops::RangeInclusive<i8> = -4..=8;
+/// The coarsest and finest schemas a sketch may have: Prometheus's
+/// coarsest, and the one observations are recorded at (sketches are only
+/// ever coarsened).
+pub const SCHEMA_RANGE: std::ops::RangeInclusive<i8> = -4..=SCHEMA;
 
 /// Buckets kept per sign before the schema is lowered.
 pub const MAX_BUCKETS: usize = 4096;
@@ -169,11 +171,64 @@ impl Default for Sketch {
     }
 }
 
-/// The bucket of `|v|` (> 0) at `schema`: the `i` with `γ^(i-1) < |v| ≤ γ^i`.
+/// `2^(k/32)` for `k` in `0..=32`: the bucket bounds within one power of
+/// two at [`SCHEMA`]. A table and the float's own exponent, rather than
+/// `log2`, find a bucket exactly and keep libm out of the agent.
+const BOUNDS: [f64; 33] = [
+    1.0,
+    1.0218971486541166,
+    1.0442737824274138,
+    1.0671404006768237,
+    1.0905077326652577,
+    1.1143867425958924,
+    1.1387886347566916,
+    1.1637248587775775,
+    1.189207115002721,
+    1.215247359980469,
+    1.241857812073484,
+    1.2690509571917332,
+    1.2968395546510096,
+    1.3252366431597413,
+    1.3542555469368927,
+    1.383909881963832,
+    std::f64::consts::SQRT_2,
+    1.4451808069770467,
+    1.4768261459394993,
+    1.5091644275934228,
+    1.5422108254079407,
+    1.5759808451078865,
+    1.6104903319492543,
+    1.645755478153965,
+    1.681792830507429,
+    1.718619298122478,
+    1.7562521603732995,
+    1.7947090750031072,
+    1.8340080864093424,
+    1.8741676341103,
+    1.9152065613971474,
+    1.9571441241754002,
+    2.0,
+];
+
+/// The bucket of `|v|` (finite, not 0) at `schema` (≤ [`SCHEMA`]): the `i`
+/// with `γ^(i-1) < |v| ≤ γ^i`.
 fn index(v: f64, schema: i8) -> i32 {
-    let scaled = v.abs().log2() * 2f64.powi(i32::from(schema));
-    // Values of every finite magnitude fit: |log2| ≤ 1075, times 2^8.
-    scaled.ceil().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
+    let mut bits = v.abs().to_bits();
+    let mut exponent = ((bits >> 52) & 0x7ff) as i32;
+    if exponent == 0 {
+        // Subnormal: scale into the normal range first.
+        bits = (v.abs() * 2f64.powi(64)).to_bits();
+        exponent = ((bits >> 52) & 0x7ff) as i32 - 64;
+    }
+    // |v| = m · 2^e with m in [1, 2).
+    let e = exponent - 1023;
+    let m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    let k = BOUNDS.partition_point(|b| *b < m) as i32;
+    let mut i = e * 32 + k;
+    for _ in schema..SCHEMA {
+        i = (i + 1).div_euclid(2);
+    }
+    i
 }
 
 /// The representative value of positive bucket `i` at `schema`.
@@ -376,6 +431,23 @@ mod tests {
 
     fn exact(sorted: &[f64], q: f64) -> f64 {
         sorted[(q * (sorted.len() - 1) as f64).floor() as usize]
+    }
+
+    #[test]
+    fn buckets_hold_what_their_bounds_say() {
+        for v in [1.0, 1.5, 2.0, 0.25, 3.0, 1e-300, 1e-310, 1e300, 0.012, 7.0] {
+            for schema in [SCHEMA, 3, 0, -4] {
+                let i = index(v, schema);
+                let (lower, upper) = (upper_bound(i - 1, schema), upper_bound(i, schema));
+                assert!(
+                    lower < v * 1.000_000_001 && v <= upper * 1.000_000_001,
+                    "{v} at {schema}: ({lower}, {upper}]"
+                );
+            }
+        }
+        assert_eq!(index(8.0, SCHEMA), 96, "a power of two is its bucket's upper bound");
+        assert_eq!(index(5e-324, SCHEMA), -1074 * 32, "the smallest float: 2^-1074");
+        assert_eq!(index(8.0 * BOUNDS[1], SCHEMA), 97);
     }
 
     #[test]

@@ -243,6 +243,7 @@ impl Apps {
     }
 
     /// The instance of `app` named `name` from `origin`, created if new.
+    /// Both names must already be [`naming::display_name`]s.
     fn instance(&mut self, app: &str, name: &str, origin: &Origin) -> u32 {
         let key = (app.to_string(), name.to_string(), origin.source.clone());
         if let Some(id) = self.instance_ids.get(&key) {
@@ -325,6 +326,20 @@ impl Apps {
             kind,
             labels: labels.into_iter().map(|(n, v)| Label::new(n, v)).collect(),
         };
+        // Whatever an application sends, the agent never declares what the
+        // collector would refuse (it would refuse the whole message).
+        let instance_decl = self.instances.get(&instance).map(|i| i.decl.clone());
+        let single = AppSeries {
+            full: false,
+            instances: instance_decl.into_iter().collect(),
+            declare: vec![decl.clone()],
+            retire: Vec::new(),
+            retire_instances: Vec::new(),
+        };
+        if curvemon_protocol::validate::app_series(&single).is_err() {
+            self.counts.drop(Drop::Parse, 1);
+            return None;
+        }
         self.by_key.insert(key, id);
         *self.per_app.entry(app.to_string()).or_default() += 1;
         if let Some(i) = self.instances.get_mut(&instance) {
@@ -427,6 +442,10 @@ impl Apps {
         labels.truncate(curvemon_protocol::validate::MAX_LABELS);
         let default_app = self.default_app.clone();
         let (app, metric_name) = naming::split(metric.name, app_tag, &default_app);
+        let Some(app) = naming::display_name(app, curvemon_protocol::validate::MAX_APP_LEN) else {
+            self.counts.drop(Drop::Parse, 1);
+            return None;
+        };
         let Some(base) = naming::metric_name(metric_name) else {
             self.counts.drop(Drop::Parse, 1);
             return None;
@@ -458,11 +477,12 @@ impl Apps {
             return None;
         }
         let instance_name = match (instance_tag, origin.pid) {
-            (Some(tag), _) => naming::label_value(tag),
+            (Some(tag), _) => naming::display_name(tag, curvemon_protocol::validate::MAX_TEXT_LEN)
+                .unwrap_or_default(),
             (None, Some(pid)) => self.identity(pid).map_or_else(|| format!("[{pid}]"), |i| i.name),
             (None, None) => String::new(),
         };
-        let instance = self.instance(app, &instance_name, origin);
+        let instance = self.instance(&app, &instance_name, origin);
         let key = (instance, name.clone(), labels.clone());
         if let Some(id) = self.by_key.get(&key) {
             let id = *id;
@@ -476,8 +496,8 @@ impl Apps {
             self.counts.drop(Drop::TypeConflict, 1);
             return None;
         }
-        let help = format!("StatsD {help} {}.", metric.name);
-        let app = app.to_string();
+        let mut help = format!("StatsD {help} {}.", metric.name);
+        naming::truncate(&mut help, curvemon_protocol::validate::MAX_HELP_LEN);
         self.declare(&app, instance, &name, help, kind, labels, state)
     }
 
@@ -490,7 +510,11 @@ impl Apps {
         scraped: Vec<Scraped>,
         now: Instant,
     ) {
-        let instance = self.instance(app, instance, origin);
+        use curvemon_protocol::validate::{MAX_APP_LEN, MAX_HELP_LEN, MAX_TEXT_LEN};
+        let Some(app) = naming::display_name(app, MAX_APP_LEN) else { return };
+        let instance = naming::display_name(instance, MAX_TEXT_LEN).unwrap_or_default();
+        let app = app.as_str();
+        let instance = self.instance(app, &instance, origin);
         for series in scraped {
             let mut labels: Vec<(String, String)> = series
                 .labels
@@ -532,15 +556,9 @@ impl Apps {
                             },
                         ),
                     };
-                    match self.declare(
-                        app,
-                        instance,
-                        &series.name,
-                        series.help,
-                        kind,
-                        labels,
-                        state,
-                    ) {
+                    let mut help = series.help;
+                    naming::truncate(&mut help, MAX_HELP_LEN);
+                    match self.declare(app, instance, &series.name, help, kind, labels, state) {
                         Some(id) => id,
                         None => continue,
                     }
@@ -902,6 +920,23 @@ mod tests {
         assert!(full.full);
         assert_eq!(full.declare.len(), 2);
         assert_eq!(full.instances.len(), 2);
+    }
+
+    /// Found by fuzzing: a control character in what becomes the
+    /// application's name made the collector refuse every declaration.
+    #[test]
+    fn what_applications_send_always_passes_the_collectors_checks() {
+        let mut a = apps(Limits::default());
+        let t = Instant::now();
+        send(&mut a, "sh\u{0}op.x:1|c", t);
+        send(&mut a, "\u{1}.x:1|c", t);
+        send(&mut a, "y:1|c|#app:\u{7},instance:i\u{0}", t);
+        send(&mut a, &format!("z.w:1|c|#k:{}", "v".repeat(5000)), t);
+        let decl = a.flush(t).declarations.unwrap();
+        assert_eq!(curvemon_protocol::validate::app_series(&decl), Ok(()));
+        let apps: Vec<&str> = decl.instances.iter().map(|i| i.app.as_str()).collect();
+        assert_eq!(apps, ["sh_op", "z"], "names made safe; nothing printable left: dropped");
+        assert_eq!(a.counts.dropped[0], 2);
     }
 
     #[test]

@@ -28,14 +28,20 @@ pub fn label_name(text: &str) -> Option<String> {
 /// A label value: any text, cut at the collector's limit (on a character
 /// boundary).
 pub fn label_value(text: &str) -> String {
-    if text.len() <= MAX_LABEL_VALUE_LEN {
-        return text.to_string();
+    let mut value = text.to_string();
+    truncate(&mut value, MAX_LABEL_VALUE_LEN);
+    value
+}
+
+/// Cuts `text` to at most `max` bytes, on a character boundary.
+pub fn truncate(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
     }
-    let mut end = MAX_LABEL_VALUE_LEN;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_string()
 }
 
 fn sanitize(text: &str, colon: bool, max: usize) -> Option<String> {
@@ -56,6 +62,19 @@ fn sanitize(text: &str, colon: bool, max: usize) -> Option<String> {
         }
     }
     (!out.is_empty() && out.bytes().any(|b| b != b'_')).then_some(out)
+}
+
+/// An application or instance name: control characters become `_`, and
+/// it is cut at `max` bytes; `None` when nothing printable is left.
+pub fn display_name(text: &str, max: usize) -> Option<String> {
+    let mut out = String::with_capacity(text.len().min(max));
+    for c in text.trim().chars().map(|c| if c.is_control() { '_' } else { c }) {
+        if out.len() + c.len_utf8() > max {
+            break;
+        }
+        out.push(c);
+    }
+    (!out.trim_matches('_').is_empty()).then_some(out)
 }
 
 /// The name a series of `kind` is exported under: counters end in
@@ -116,6 +135,9 @@ mod tests {
         assert_eq!(exported("requests", "_total"), "requests_total");
         assert_eq!(exported("requests_total", "_total"), "requests_total");
         assert!(acceptable("requests_total") && !acceptable("curvemon_host_x"));
+        assert_eq!(display_name("shop\0x", 128).as_deref(), Some("shop_x"));
+        assert_eq!(display_name("\0\n", 128), None);
+        assert_eq!(display_name(&"é".repeat(100), 128).map(|s| s.len()), Some(128));
     }
 
     #[test]

@@ -69,6 +69,9 @@ impl Default for Config {
     }
 }
 
+/// How often the kernel's drop count of the UDP socket is read.
+const DROPS_EVERY: Duration = Duration::from_secs(10);
+
 /// The largest datagram (and stream line) taken whole.
 const MAX_LINE: usize = 64 * 1024;
 
@@ -124,6 +127,11 @@ pub struct Statsd {
     udp_inode: Option<u64>,
     /// The kernel's drop count at the last look, to count only new drops.
     udp_drops: Option<u64>,
+    /// When the drops were last read: `/proc/net/udp` lists every UDP
+    /// socket of the host, so it is read every [`DROPS_EVERY`], not every
+    /// sample.
+    drops_read: Option<Instant>,
+    files: crate::roots::FileCache,
     bad: BadLines,
     buf: Vec<u8>,
 }
@@ -169,6 +177,8 @@ impl Statsd {
             max_connections: config.max_connections,
             udp_inode: None,
             udp_drops: None,
+            drops_read: None,
+            files: crate::roots::FileCache::default(),
             bad: BadLines { window: Instant::now(), logged: 0, held: 0 },
             buf: vec![0; MAX_LINE],
         };
@@ -381,10 +391,15 @@ impl Statsd {
     /// `/proc/net/udp` and `udp6`.
     pub fn kernel_drops(&mut self, proc_root: &Path) -> u64 {
         let Some(inode) = self.udp_inode else { return 0 };
-        let total = ["net/udp", "net/udp6"].iter().find_map(|file| {
-            let text = std::fs::read_to_string(proc_root.join(file)).ok()?;
-            udp_drops(&text, inode)
-        });
+        let now = Instant::now();
+        if self.drops_read.is_some_and(|at| now.duration_since(at) < DROPS_EVERY) {
+            return 0;
+        }
+        self.drops_read = Some(now);
+        let files = &mut self.files;
+        let total = ["net/udp", "net/udp6"]
+            .iter()
+            .find_map(|file| udp_drops(files.read(proc_root.join(file)).ok()?, inode));
         let Some(total) = total else { return 0 };
         let new = self.udp_drops.map_or(total, |last| total.saturating_sub(last));
         self.udp_drops = Some(total);
