@@ -8,7 +8,8 @@
 //! quiet and must be rebuilt. One thread is enough: a full collection of
 //! the default families takes well under a millisecond. Helper threads
 //! exist only for what cannot be made non-blocking: a name lookup while it
-//! runs, scrapes of local pages, a `statvfs` of a network mount.
+//! runs, scrapes of local pages, availability check runs, a `statvfs` of a
+//! network mount.
 //!
 //! Layout:
 //! - [`cli`] and [`config`]: flags, and the validated values `run` takes.
@@ -18,6 +19,8 @@
 //! - [`model`]: the host inventory sent on request.
 //! - [`sources`] and [`apps`]: application metrics (StatsD, scraped pages),
 //!   aggregated per interval into declared series.
+//! - [`checks`]: availability checks of the services applications depend
+//!   on (HTTP, TCP, PostgreSQL, Redis, AMQP), over [`net`] and [`http1`].
 //! - [`link`]: the connection to the collector as a non-blocking state
 //!   machine; [`session`] and [`backoff`]: pure decisions about it.
 //! - [`run`]: the loop and shutdown.
@@ -25,11 +28,14 @@
 
 pub mod apps;
 pub mod backoff;
+pub mod checks;
 pub mod cli;
 pub mod collectors;
 pub mod config;
+pub mod http1;
 pub mod link;
 pub mod model;
+pub mod net;
 pub mod options;
 pub mod roots;
 pub mod run;

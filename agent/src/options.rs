@@ -78,6 +78,8 @@ pub struct Options {
     pub intervals: Vec<(Named, Duration)>,
     /// Application sources: `[statsd]` and `[[scrape]]`.
     pub sources: crate::sources::Config,
+    /// Availability checks: `[[check]]`.
+    pub checks: Vec<crate::checks::Check>,
 }
 
 /// A group of processes the operator names; matches if any matcher does.
@@ -115,6 +117,7 @@ impl Default for Options {
                 default_app: DEFAULT_APP.into(),
                 scrape: Vec::new(),
             },
+            checks: Vec::new(),
         }
     }
 }
@@ -141,6 +144,7 @@ struct FileText {
     intervals: std::collections::BTreeMap<String, Spanned<String>>,
     statsd: StatsdSection,
     scrape: Vec<Spanned<ScrapeSection>>,
+    check: Vec<Spanned<crate::checks::config::Section>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -331,8 +335,10 @@ impl Options {
             }),
         };
         let sources = sources(&file.statsd, &file.scrape, &at, &duration)?;
+        let checks = crate::checks::config::parse(&file.check, path, &at)?;
         Ok(Options {
             sources,
+            checks,
             file: Some(path.to_path_buf()),
             intervals,
             collectors,

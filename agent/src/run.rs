@@ -1,6 +1,7 @@
 //! The agent's event loop: one thread polls the signal descriptor, the
-//! link to the collector, the StatsD sockets and the scrape worker's wake
-//! descriptor together, and samples on its interval.
+//! link to the collector, the StatsD sockets and the wake descriptors of
+//! the scrape worker and the checks together, samples on its interval, and
+//! starts check runs when they are due.
 //!
 //! Nothing in the loop blocks: the link connects as a state machine
 //! ([`crate::link`]), StatsD sockets are read in bounded batches, and
@@ -8,8 +9,9 @@
 //! is slow or away, and a signal is noticed at once.
 //!
 //! Each completed handshake is followed by a hello, so a restarted
-//! collector learns about the agent at once; the model (and, in version 2,
-//! every application series) follows when the collector asks.
+//! collector learns about the agent at once; in version 2 every
+//! application series and in version 3 every check follow it, and the
+//! model follows when the collector asks.
 //!
 //! Shutdown: SIGTERM or SIGINT → a `Bye` is sent if connected, the socket
 //! lingers at most [`BYE_LINGER`] to deliver it, the StatsD socket files
@@ -20,14 +22,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use curvemon_keys::cert;
 use curvemon_protocol::{
-    AppPoint, AppSeries, Bye, Hello, HostValues, MAX_FRAME_BYTES, Message, Metrics,
-    Sample as SampleMessage,
+    AppPoint, AppSeries, Bye, CheckResult, CheckResults, Hello, HostValues, MAX_FRAME_BYTES,
+    Message, Metrics, Sample as SampleMessage,
 };
 use rustix::event::{PollFd, PollFlags, Timespec};
 use tracing::{debug, error, info, warn};
 
 use crate::{
     apps::Drop,
+    checks::Checker,
     collectors,
     config::Config,
     link::{Event, Identity, Link},
@@ -93,7 +96,15 @@ pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
     let sampler = Sampler::new(collectors::build(&config.collectors, &config.options))
         .with_cadence(|name| collectors::every(name, &config.options, config.interval));
     let sources = Sources::open(&config.options.sources, &root);
+    let checker = if config.options.checks.is_empty() {
+        None
+    } else {
+        info!(checks = config.options.checks.len(), "Running availability checks.");
+        Some(Checker::new(config.options.checks.clone()).context("starting the checks")?)
+    };
     let mut agent = Agent {
+        checker,
+        pending_checks: Vec::new(),
         interval_ms: u32::try_from(config.interval.as_millis()).unwrap_or(u32::MAX),
         config,
         root,
@@ -106,6 +117,7 @@ pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
         dropped: 0,
         model_revision_sent: None,
         told_old_collector: false,
+        told_old_collector_checks: false,
     };
     let result = agent.serve(signals);
     agent.sources.close();
@@ -113,6 +125,10 @@ pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
 }
 
 struct Agent {
+    /// Availability checks, if any are configured.
+    checker: Option<Checker>,
+    /// Check results not yet sent (the link is down): the latest per check.
+    pending_checks: Vec<CheckResult>,
     config: Config,
     root: Roots,
     facts: HostFacts,
@@ -129,6 +145,8 @@ struct Agent {
     model_revision_sent: Option<u64>,
     /// Whether this connection's lack of application support was logged.
     told_old_collector: bool,
+    /// The same for checks.
+    told_old_collector_checks: bool,
 }
 
 impl Agent {
@@ -137,13 +155,20 @@ impl Agent {
         loop {
             let now = Instant::now();
             let link_deadline = self.link.deadline();
-            let wake = next_sample.min(link_deadline);
+            let mut wake = next_sample.min(link_deadline);
+            if let Some(due) = self.checker.as_ref().and_then(Checker::next_due) {
+                wake = wake.min(due);
+            }
             let timeout = wake.saturating_duration_since(now).min(Duration::from_secs(1));
-            let (link_ready, sources_ready) = {
+            let (link_ready, checks_ready, sources_ready) = {
                 let link_item = self.link.poll_item();
                 let has_link = link_item.is_some();
+                let has_checks = self.checker.is_some();
                 let mut items = vec![PollFd::from_borrowed_fd(signals.borrow_fd(), PollFlags::IN)];
                 items.extend(link_item.map(|(fd, flags)| PollFd::from_borrowed_fd(fd, flags)));
+                items.extend(
+                    self.checker.as_ref().map(|c| PollFd::from_borrowed_fd(c.fd(), PollFlags::IN)),
+                );
                 items.extend(
                     self.sources
                         .fds()
@@ -152,11 +177,13 @@ impl Agent {
                 );
                 poll(&mut items, timeout.max(Duration::from_millis(1)))
                     .context("polling the agent's sockets")?;
-                let skip = 1 + usize::from(has_link);
                 let link_ready = has_link && !items[1].revents().is_empty();
+                let checks_at = 1 + usize::from(has_link);
+                let checks_ready = has_checks && !items[checks_at].revents().is_empty();
+                let skip = checks_at + usize::from(has_checks);
                 let sources: Vec<bool> =
                     items[skip..].iter().map(|i| !i.revents().is_empty()).collect();
-                (link_ready, sources)
+                (link_ready, checks_ready, sources)
             };
             if let Some(reason) = signals.received() {
                 info!(reason, "Shutting down.");
@@ -173,6 +200,13 @@ impl Agent {
             if link_ready || now >= link_deadline {
                 for event in self.link.advance(now) {
                     self.on_event(event, now);
+                }
+            }
+            if let Some(checker) = &mut self.checker {
+                checker.start_due(now);
+                if checks_ready {
+                    let results = checker.take();
+                    self.report_checks(results);
                 }
             }
             if now >= next_sample {
@@ -193,6 +227,7 @@ impl Agent {
                 info!(collector = %self.link.endpoint(), "Connected to the collector (CURVE handshake done).");
                 self.model_revision_sent = None;
                 self.told_old_collector = false;
+                self.told_old_collector_checks = false;
                 self.hello();
             }
             Event::Downgraded { .. } => self.hello(),
@@ -216,6 +251,45 @@ impl Agent {
         if self.link.version().is_some_and(|v| v >= 2) {
             let full = self.sources.full();
             self.declare(full);
+        }
+        if let Some(checker) = &self.checker {
+            if self.link.version().is_some_and(|v| v >= 3) {
+                self.link.send(&Message::Checks(checker.declaration()));
+            }
+            let pending = std::mem::take(&mut self.pending_checks);
+            self.report_checks(pending);
+        }
+    }
+
+    /// Sends check results, or keeps the latest of each check for the next
+    /// connection. A collector older than version 3 cannot take them: that
+    /// is said once per connection.
+    fn report_checks(&mut self, results: Vec<CheckResult>) {
+        if results.is_empty() {
+            return;
+        }
+        match self.link.version() {
+            Some(v) if v >= 3 => {
+                if !self.link.send(&Message::CheckResults(CheckResults { results })) {
+                    debug!("Send queue full; dropped check results.");
+                }
+            }
+            Some(_) => {
+                if !self.told_old_collector_checks {
+                    warn!(
+                        collector = %self.link.endpoint(),
+                        "The collector speaks an older protocol and cannot take check results; \
+                         they are not sent to it. Upgrade the collector."
+                    );
+                    self.told_old_collector_checks = true;
+                }
+            }
+            None => {
+                for result in results {
+                    self.pending_checks.retain(|p| p.id != result.id);
+                    self.pending_checks.push(result);
+                }
+            }
         }
     }
 
@@ -249,7 +323,7 @@ impl Agent {
     /// Takes a sample of the host and ends the applications' interval, and
     /// sends both if the link is up.
     fn sample(&mut self, now: Instant) {
-        let own = self.sources.families();
+        let own = self.own_families();
         let sample = self.sampler.sample_with(&self.root, own);
         // A changed schema (a new disk, a failed collector) goes out
         // unasked, so the collector does not drop values meanwhile.
@@ -295,6 +369,13 @@ impl Agent {
             self.dropped += 1;
             debug!(seq = self.seq, dropped = self.dropped, "Send queue full; dropped a sample.");
         }
+    }
+
+    /// The agent's own families: its StatsD and scrape sources', its checks'.
+    fn own_families(&mut self) -> Vec<crate::collectors::FamilySample> {
+        let mut own = self.sources.families();
+        own.extend(self.checker.as_ref().map(Checker::families).unwrap_or_default());
+        own
     }
 
     /// Keeps the application points that fit one frame beside the host's
@@ -349,7 +430,7 @@ impl Agent {
         let sample = match &self.last_sample {
             Some(sample) => sample,
             None => {
-                let own = self.sources.families();
+                let own = self.own_families();
                 self.last_sample.insert(self.sampler.sample_with(&self.root, own))
             }
         };

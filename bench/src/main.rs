@@ -17,6 +17,9 @@
 //! per CPU second, its cost at 10,000 lines a second, and the wire bytes of
 //! 1,000 application series (see `statsd.rs`).
 //!
+//! Part 4, two more agents side by side, one with 20 availability checks at
+//! 10 s (see `checks.rs`).
+//!
 //! Exits 1 if the agent's CPU is more than 1/20 of node_exporter's, or its
 //! resident memory more than 1/4 (with StatsD on and idle).
 
@@ -30,6 +33,7 @@ use anyhow::{Context, bail};
 use curvemon_agent::{collectors, options::Options, roots::Roots, sampler::Sampler};
 use curvemon_protocol::{Message, Metrics, codec};
 
+mod checks;
 mod statsd;
 
 fn main() -> std::process::ExitCode {
@@ -363,6 +367,21 @@ fn run(bin_dir: &Path, node_exporter: &Path, work: &Path, seconds: u64) -> anyho
             .is_ok_and(|b| b.contains("bench-every-family") && b.matches("\"seq\"").count() >= 2)
     })?;
     let every = window(all.0.id(), ne.0.id(), &ne_url, seconds)?;
+    drop(all);
+
+    // Two more agents, one with 20 checks, side by side.
+    let keys_checks: Vec<String> = ["keys-no-checks", "keys-checks"]
+        .iter()
+        .map(|name| -> anyhow::Result<String> {
+            let dir = work.join(name);
+            let dir_s = dir.to_str().context("path")?.to_string();
+            quiet(&agent_bin, &["keygen", "--keys", &dir_s])?;
+            std::fs::copy(keys.join("collector.key"), dir.join("collector.key"))?;
+            Ok(dir_s)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let checks =
+        checks::run(&agent_bin, (&keys_checks[0], &keys_checks[1]), &listen, &http, work, seconds)?;
 
     let cpu_ratio = default.agent_cpu / default.ne_cpu;
     let rss_ratio = default.agent_rss / default.ne_rss;
@@ -388,6 +407,7 @@ fn run(bin_dir: &Path, node_exporter: &Path, work: &Path, seconds: u64) -> anyho
     );
     cpu_row("CPU, every family every second (`[intervals]` all 1 s; next window)", &every, "");
     statsd::print(&apps, default.agent_cpu / default.seconds * 1e3, default.agent_rss);
+    checks::print(&checks, default.ne_cpu / default.seconds * 1e3, default.ne_rss);
     let mut failed = Vec::new();
     if cpu_ratio > 1.0 / 20.0 {
         failed.push(format!("CPU ratio 1/{:.1} misses 1/20", 1.0 / cpu_ratio));

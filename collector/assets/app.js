@@ -1,5 +1,6 @@
-// curvemon dashboard: fleet view and host view, live through server-sent
-// events, charts with uPlot. Everything comes from this collector's origin.
+// curvemon dashboard: fleet view, host view and applications, live through
+// server-sent events, charts with uPlot; checks.js adds the checks views.
+// Everything comes from this collector's origin.
 "use strict";
 
 const HOUR = 3600;
@@ -301,12 +302,15 @@ async function openHost(id) {
     hostDraw();
   });
   hostPage.source.addEventListener("state", (e) => hostHeader(JSON.parse(e.data).host));
+  hostPage.source.addEventListener("check", (e) => onHostCheckEvent(JSON.parse(e.data)));
   hostPage.source.addEventListener("reset", () => openHost(id));
+  await loadHostChecks(id);
 }
 function closeHost() {
   if (hostPage.source) hostPage.source.close();
   hostPage.source = null;
   hostPage.id = null;
+  closeHostChecks();
 }
 
 // ---------- applications ----------
@@ -470,16 +474,22 @@ async function route() {
   const host = location.hash.match(/^#\/host\/([0-9a-f]+)$/);
   const app = location.hash.match(/^#\/app\/(.+)$/);
   const apps = location.hash === "#/apps";
-  $("#fleet-view").hidden = !!(host || app || apps);
+  const checks = location.hash === "#/checks";
+  $("#fleet-view").hidden = !!(host || app || apps || checks);
   $("#host-view").hidden = !host;
   $("#apps-view").hidden = !apps;
   $("#app-view").hidden = !app;
-  $("#nav-hosts").classList.toggle("active", !(app || apps));
+  $("#checks-view").hidden = !checks;
+  $("#nav-hosts").classList.toggle("active", !(app || apps || checks));
   $("#nav-apps").classList.toggle("active", !!(app || apps));
+  $("#nav-checks").classList.toggle("active", checks);
   if (!host) closeHost();
   if (!apps) closeApps();
   if (!app) closeApp();
-  if (host) {
+  if (!checks) closeChecks();
+  if (checks) {
+    openChecks();
+  } else if (host) {
     await openHost(host[1]);
   } else if (app) {
     await openApp(decodeURIComponent(app[1]));
@@ -520,6 +530,7 @@ window.curvemon = {
   appTimerPoints: () => appPage.data ? appPage.data.timers.map((t) => t.t.length) : [],
   hostGroups: () => hostPage.groups ? Object.keys(hostPage.groups.cpu_percent) : [],
   lineColors: (target) => { const c = { "#fleet-cpu": fleet.charts.cpu?.plot, "#a-cpu": appPage.charts.cpu }[target]; return c ? c.series.slice(1).map((s) => s._stroke || s.stroke) : []; },
-    delays: () => delays.slice(),
+  delays: () => delays.slice(),
   errors: () => errors.slice(),
+  ...checkHooks,
 };

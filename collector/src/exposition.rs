@@ -372,6 +372,7 @@ pub fn gather(
         streams.dropped as f64,
     );
     crate::apps::expose::series(registry, &mut out);
+    crate::checks::expose::series(registry, &mut out);
     out.add(
         "curvemon_collector_app_series_left_out",
         "Application series left out of this exposition: a name another type or a histogram's parts take, or the same series twice.",

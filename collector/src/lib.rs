@@ -15,6 +15,7 @@
 
 pub mod apps;
 pub mod auth;
+pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod derive;

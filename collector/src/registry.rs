@@ -333,6 +333,8 @@ pub struct Registry {
     pub ingest_delay: DelayHistogram,
     /// The hosts' applications.
     pub apps: Apps,
+    /// The hosts' availability checks.
+    pub checks: crate::checks::Checks,
 }
 
 /// History kept per host unless `--retention` says otherwise.
@@ -349,6 +351,7 @@ impl Registry {
             counters: RegistryCounters::default(),
             ingest_delay: DelayHistogram::default(),
             apps: Apps::new(crate::config::DEFAULT_APP_STEP),
+            checks: crate::checks::Checks::default(),
         }
     }
 
@@ -410,6 +413,26 @@ impl Registry {
                     Err(error) => self.refuse(peer, "application series", &error),
                 }
             }
+            Message::Checks(checks) => {
+                Self::host_mut(&mut self.hosts, &mut self.outbox, peer, now);
+                match self.checks.declare(peer.key, checks) {
+                    Ok(()) => Vec::new(),
+                    Err(error) => self.refuse(peer, "checks", &error),
+                }
+            }
+            Message::CheckResults(results) => {
+                let host = Self::host_mut(&mut self.hosts, &mut self.outbox, peer, now);
+                let name = host.label();
+                if let Err(error) = self.checks.results(peer.key, &name, results) {
+                    // Results are not worth a reconnect: dropped and counted.
+                    self.counters.models_refused += 1;
+                    if let Some(i) = ModelError::REASONS.iter().position(|r| *r == error.reason()) {
+                        self.counters.models_refused_by_reason[i] += 1;
+                    }
+                    warn!(peer = %peer.address, key = %peer.key, reason = error.reason(), %error, "Dropped an agent's check results.");
+                }
+                Vec::new()
+            }
             Message::Bye(bye) => {
                 self.on_bye(peer, bye, now);
                 Vec::new()
@@ -463,6 +486,7 @@ impl Registry {
                 info!(name, old_key = %owner, new_key = %peer.key, at = ?now.wall, "A new key took over the name of a down host.");
                 self.hosts.remove(&owner);
                 self.apps.forget(&owner);
+                self.checks.forget(&owner);
                 Ok(())
             }
             None => Ok(()),

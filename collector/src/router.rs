@@ -307,6 +307,7 @@ impl Router {
         let mut events: Vec<EventData> =
             changes.iter().filter_map(|change| crate::view::event(registry, change)).collect();
         events.extend(crate::apps::view::events(registry, |topic| self.hub.wants(topic)));
+        events.extend(crate::checks::view::events(registry, |topic| self.hub.wants(topic)));
         events
     }
 

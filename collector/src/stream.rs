@@ -24,12 +24,14 @@ use crate::view::EventData;
 
 /// Whether a client subscribed to `wanted` gets an event on `topic`: the
 /// fleet stream (`None`) gets every host's events, `app:*` every
-/// application's, anything else exactly its topic.
+/// application's, `check:*` every host's checks, a host's stream its own
+/// events and its checks', anything else exactly its topic.
 fn matches(wanted: Option<&str>, topic: &str) -> bool {
     match wanted {
-        None => !topic.starts_with("app:"),
+        None => !topic.starts_with("app:") && !topic.starts_with("check:"),
         Some("app:*") => topic.starts_with("app:"),
-        Some(t) => t == topic,
+        Some("check:*") => topic.starts_with("check:"),
+        Some(t) => t == topic || topic.strip_prefix("check:") == Some(t),
     }
 }
 

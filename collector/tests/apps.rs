@@ -10,35 +10,18 @@ mod common;
 use std::{
     net::UdpSocket,
     os::unix::net::UnixDatagram,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     time::Duration,
 };
 
-use common::{Fleet, Proc, free_port, http_get, parse_exposition, wait_for};
+use common::{Fleet, Proc, free_port, http_get, parse_exposition, python, script, wait_for};
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(40);
 
 /// The documented bound of the collector's percentiles (1.083 %).
 const BOUND: f64 = curvemon_protocol::sketch::RELATIVE_ERROR;
-
-/// The Python of target/py (scripts/test makes it), or CURVEMON_PYTHON.
-fn python() -> PathBuf {
-    let path = std::env::var_os("CURVEMON_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/py/bin/python3")
-    });
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/test (it installs the Python clients of examples/requirements.txt)",
-        path.display()
-    );
-    path
-}
-
-fn script(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py").join(name).display().to_string()
-}
 
 /// Runs a Python script to completion; panics with its output if it fails.
 fn run_python(args: &[&str]) {

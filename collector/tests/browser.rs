@@ -241,3 +241,73 @@ async fn the_applications_view_shows_one_line_per_instance() {
     assert_eq!(js(page, "return curvemon.errors()").await, json!([]), "no script errors");
     browser.client.close().await.unwrap();
 }
+
+/// The Checks view lists failing checks first, draws the picked check's
+/// durations, and follows a Redis check down and back up without a
+/// reload; the host page shows the host's checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checks_view_follows_a_check_down_and_back() {
+    let mut redis = common::servers::Redis::start(&[]);
+    let fleet = Fleet::new();
+    let _collector = fleet.start_collector(&[], "collector.log");
+    let keys = fleet.agent_keys("checker", true);
+    let config = fleet.path("checker.toml");
+    let closed = free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "[[check]]\nname = \"cache\"\nkind = \"redis\"\naddress = \"127.0.0.1:{}\"\ninterval = \"1s\"\n\n\
+             [[check]]\nname = \"legacy-api\"\nkind = \"tcp\"\naddress = \"127.0.0.1:{closed}\"\ninterval = \"1s\"\n",
+            redis.port
+        ),
+    )
+    .unwrap();
+    let _agent = fleet.start_agent(
+        "checker",
+        &keys,
+        &["--interval", "500ms", "--config", config.to_str().unwrap()],
+    );
+    let browser = browser(&fleet).await;
+    let page = &browser.client;
+    let base = format!("http://127.0.0.1:{}/", fleet.http_port);
+    page.goto(&format!("{base}#/checks")).await.unwrap();
+    wait_js(page, "the failing check first", "return curvemon.checkOrder()", |v| {
+        *v == json!(["legacy-api", "cache"])
+    })
+    .await;
+    let state = "return curvemon.checkState('checker', 'cache')";
+    wait_js(page, "cache up", state, |v| *v == json!("up")).await;
+    wait_js(page, "the picked check's chart gains points", "return curvemon.checkPoints()", |v| {
+        v.as_u64() >= Some(3)
+    })
+    .await;
+    std::fs::write(screenshot_path("checks.png"), page.screenshot().await.unwrap()).unwrap();
+
+    js(page, "window.__noReload = true; return true").await;
+    redis.stop();
+    wait_js(page, "cache down", state, |v| *v == json!("down")).await;
+    let why =
+        "return document.querySelector('#checks tr[data-check=\"cache\"] td.detail').textContent";
+    let text = js(page, why).await;
+    assert!(
+        text.as_str().unwrap().starts_with("refused")
+            || text.as_str().unwrap().starts_with("protocol"),
+        "{text}"
+    );
+    redis.start_again();
+    wait_js(page, "cache up again", state, |v| *v == json!("up")).await;
+    assert_eq!(js(page, "return window.__noReload === true").await, json!(true), "no reload");
+
+    let id = fleet.host("checker").unwrap()["id"].as_str().unwrap().to_string();
+    page.goto(&format!("{base}#/host/{id}")).await.unwrap();
+    wait_js(
+        page,
+        "the host's checks",
+        "return [curvemon.hostCheckState('cache'), curvemon.hostCheckState('legacy-api')]",
+        |v| *v == json!(["up", "down"]),
+    )
+    .await;
+    std::fs::write(screenshot_path("host-checks.png"), page.screenshot().await.unwrap()).unwrap();
+    assert_eq!(js(page, "return curvemon.errors()").await, json!([]), "no script errors");
+    browser.client.close().await.unwrap();
+}

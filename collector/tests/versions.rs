@@ -1,8 +1,9 @@
 //! Protocol versions across releases: a collector of this release serves
-//! an agent of the previous one (version 1 frames, as frozen in
-//! protocol/tests/data/v1) in version 1, and an agent of this release falls
-//! back to version 1 when its collector is of the previous release (which
-//! answers anything newer with `Reject(UnsupportedVersion)`).
+//! agents of earlier ones (version 1 and 2 frames, as frozen in
+//! protocol/tests/data/) in their own version, and an agent of this release
+//! falls back to the version of an older collector (which answers anything
+//! newer with `Reject(UnsupportedVersion)`), leaving out what that version
+//! lacks: application series for version 1, checks for versions 1 and 2.
 
 mod common;
 
@@ -17,9 +18,14 @@ use curvemon_protocol::{
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// A version 1 agent, speaking raw frames: hello, model, metrics.
+/// Version 1 and 2 agents, speaking raw frames: hello, model, metrics.
 #[test]
-fn a_version_1_agent_is_served_in_version_1() {
+fn version_1_and_2_agents_are_served_in_their_versions() {
+    served_in(1);
+    served_in(2);
+}
+
+fn served_in(version: u16) {
     let fleet = Fleet::new();
     let ctx = zmq::Context::new();
     let (old, _) = raw_peer(&fleet, &ctx);
@@ -32,12 +38,12 @@ fn a_version_1_agent_is_served_in_version_1() {
         boot_id: "b".into(),
         interval_ms: 1000,
     });
-    old.send(encode_with_version(&hello, 1), 0).unwrap();
+    old.send(encode_with_version(&hello, version), 0).unwrap();
     let frame = wait_for("a model request", LIMIT, || {
         let frame = old.recv_bytes(0).ok()?;
         matches!(decode_versioned(&frame), Ok((_, Message::ModelRequest))).then_some(frame)
     });
-    assert_eq!(peek_version(&frame), Ok(1), "answered in the agent's version");
+    assert_eq!(peek_version(&frame), Ok(version), "answered in the agent's version");
     let schema = Schema::new(vec![Family {
         name: "node_load1".into(),
         help: "1m load average.".into(),
@@ -60,7 +66,7 @@ fn a_version_1_agent_is_served_in_version_1() {
         interval_ms: 1000,
         schema,
     });
-    old.send(encode_with_version(&model, 1), 0).unwrap();
+    old.send(encode_with_version(&model, version), 0).unwrap();
     let metrics = |seq| {
         Message::Metrics(Metrics {
             seq,
@@ -69,21 +75,47 @@ fn a_version_1_agent_is_served_in_version_1() {
             values: vec![0.25 * seq as f64],
         })
     };
-    old.send(encode_with_version(&metrics(1), 1), 0).unwrap();
-    old.send(encode_with_version(&metrics(2), 1), 0).unwrap();
+    old.send(encode_with_version(&metrics(1), version), 0).unwrap();
+    old.send(encode_with_version(&metrics(2), version), 0).unwrap();
     let host = fleet.wait_host("raw", "two samples", LIMIT, |h| h["latest"]["seq"] == 2);
     assert_eq!(host["latest"]["load1"], 0.5);
     assert_eq!(host["missed_samples"], 0);
     assert_eq!(fleet.stats()["decode_errors"], 0);
 }
 
-/// What the previous release's collector does: anything but version 1 is
-/// answered with `Reject(UnsupportedVersion)` in version 1; version 1 is
-/// served. The agent falls back and reports its host in version 1.
+/// What an older release's collector does: anything newer than its own
+/// version is answered with `Reject(UnsupportedVersion)` in its version;
+/// its own version is served. The agent falls back, reports its host in
+/// that version, and sends nothing the version lacks.
 #[test]
 fn an_agent_falls_back_to_a_version_1_collector() {
+    let (log, kinds) = fall_back_to(1);
+    assert!(log.contains("speaks an older protocol version"), "{log}");
+    assert!(kinds.iter().all(|k| ["hello", "metrics", "model"].contains(&k.as_str())), "{kinds:?}");
+}
+
+/// A version 2 collector gets samples and application series but no
+/// checks; the agent says once that they are not sent.
+#[test]
+fn an_agent_with_checks_falls_back_to_a_version_2_collector() {
+    let (log, kinds) = fall_back_to(2);
+    assert!(kinds.iter().any(|k| k == "sample"), "{kinds:?}");
+    assert!(!kinds.iter().any(|k| k.starts_with("check")), "{kinds:?}");
+    assert_eq!(log.matches("cannot take check results").count(), 1, "{log}");
+}
+
+/// Runs an agent with a check against a fake collector of version `old`
+/// until fifteen samples arrive; the agent's log and the kinds of message it
+/// sent in version `old`.
+fn fall_back_to(old: u16) -> (String, Vec<String>) {
     let fleet = Fleet::new();
     let keys = fleet.agent_keys("new-agent", false);
+    let config = fleet.path("agent.toml");
+    std::fs::write(
+        &config,
+        "[[check]]\nname = \"nothing\"\nkind = \"tcp\"\naddress = \"127.0.0.1:1\"\ninterval = \"1s\"\n",
+    )
+    .unwrap();
     let server =
         curvemon_keys::cert::read_secret(&fleet.collector_keys().join("collector.key_secret"))
             .unwrap();
@@ -94,26 +126,36 @@ fn an_agent_falls_back_to_a_version_1_collector() {
     router.set_linger(0).unwrap();
     router.set_rcvtimeo(200).unwrap();
     router.bind(&fleet.endpoint()).unwrap();
-    let agent = fleet.start_agent("new-agent", &keys, &["--interval", "200ms"]);
-    let (mut rejects, mut metrics, mut hellos_v1) = (0, Vec::new(), 0);
-    wait_for("version 1 metrics from the new agent", LIMIT, || {
+    let agent = fleet.start_agent(
+        "new-agent",
+        &keys,
+        &["--interval", "200ms", "--config", config.to_str().unwrap()],
+    );
+    let (mut rejects, mut seqs, mut hellos, mut kinds) = (0, Vec::new(), 0, Vec::new());
+    wait_for(&format!("version {old} samples from the new agent"), LIMIT, || {
         let Ok(routing) = router.recv_bytes(0) else { return None };
         let frame = router.recv_bytes(0).ok()?;
         let version = peek_version(&frame).ok()?;
-        let answer = if version != 1 {
+        let answer = if version != old {
             rejects += 1;
             Some(Message::Reject(Reject {
-                reason: RejectReason::UnsupportedVersion { collector: 1, agent: version },
-                detail: "this collector speaks protocol version 1".into(),
+                reason: RejectReason::UnsupportedVersion { collector: old, agent: version },
+                detail: format!("this collector speaks protocol version {old}"),
             }))
         } else {
-            match codec::decode(&frame).ok()? {
+            let message = codec::decode(&frame).ok()?;
+            kinds.push(message.kind().to_string());
+            match message {
                 Message::Hello(_) => {
-                    hellos_v1 += 1;
+                    hellos += 1;
                     Some(Message::ModelRequest)
                 }
                 Message::Metrics(m) => {
-                    metrics.push(m.seq);
+                    seqs.push(m.seq);
+                    None
+                }
+                Message::Sample(s) => {
+                    seqs.push(s.seq);
                     None
                 }
                 _ => None,
@@ -121,14 +163,16 @@ fn an_agent_falls_back_to_a_version_1_collector() {
         };
         if let Some(answer) = answer {
             router.send(&routing, zmq::SNDMORE).unwrap();
-            router.send(encode_with_version(&answer, 1), 0).unwrap();
+            router.send(encode_with_version(&answer, old), 0).unwrap();
         }
-        (metrics.len() >= 5).then_some(())
+        // Three seconds: the check (every second) reports while connected.
+        (seqs.len() >= 15).then_some(())
     });
-    assert!(rejects >= 1, "the agent tried version 2 first");
-    assert_eq!(hellos_v1, 1, "one hello again, in version 1");
-    assert!(metrics.windows(2).all(|w| w[1] == w[0] + 1), "{metrics:?}");
+    assert!(rejects >= 1, "the agent tried its own version first");
+    assert_eq!(hellos, 1, "one hello again, in version {old}");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    agent.wait_for_log("Check failed.", LIMIT);
     let log = agent.log();
-    assert!(log.contains("speaks an older protocol version"), "{log}");
     assert!(!log.contains("Reconnecting"), "it never reconnected: {log}");
+    (log, kinds)
 }

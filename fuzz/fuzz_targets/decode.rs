@@ -1,7 +1,8 @@
 //! Any bytes given to the protocol decoder: it must return, never panic,
 //! and whatever it accepts must encode back to bytes it accepts again. A
-//! hello or model it accepts goes through the collector's checks
-//! (`validate`), which must not panic either.
+//! hello, model, application series or check message it accepts goes
+//! through the collector's checks (`validate`), which must not panic
+//! either.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -14,6 +15,15 @@ fuzz_target!(|frame: &[u8]| {
             }
             curvemon_protocol::Message::Model(model) => {
                 let _ = curvemon_protocol::validate::model(model);
+            }
+            curvemon_protocol::Message::AppSeries(series) => {
+                let _ = curvemon_protocol::validate::app_series(series);
+            }
+            curvemon_protocol::Message::Checks(checks) => {
+                let _ = curvemon_protocol::validate::checks(checks);
+            }
+            curvemon_protocol::Message::CheckResults(results) => {
+                let _ = curvemon_protocol::validate::check_results(results);
             }
             _ => {}
         }

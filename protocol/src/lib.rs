@@ -14,6 +14,8 @@
 //! - [`metrics`]: the periodic sample, values only, in schema order.
 //! - [`app`]: application series (version 2): declared once, sent by id.
 //! - [`sketch`]: the mergeable distribution application timers travel as.
+//! - [`check`]: availability checks (version 3): declared after each
+//!   hello, results by id.
 //! - [`codec`]: the only place that turns messages into bytes and back.
 //! - [`error`]: why a frame could not be decoded.
 //! - [`validate`]: what a collector accepts of what an agent declares.
@@ -21,6 +23,7 @@
 //! This crate does no I/O: transports live in the binaries.
 
 pub mod app;
+pub mod check;
 pub mod codec;
 pub mod error;
 pub mod message;
@@ -31,6 +34,10 @@ pub mod validate;
 
 pub use app::{
     AppInstance, AppKind, AppPoint, AppSeries, AppSeriesDecl, AppValue, HostValues, Sample,
+};
+pub use check::{
+    CheckFailure, CheckKind, CheckResult, CheckResults, CheckSpec, Checks, FailureReason, Phase,
+    PhaseTime,
 };
 pub use codec::{
     MAGIC, MAX_FRAME_BYTES, MIN_VERSION, PROTOCOL_VERSION, decode, decode_versioned, encode,

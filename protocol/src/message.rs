@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     app::{AppSeries, Sample},
+    check::{CheckResults, Checks},
     metrics::Metrics,
     model::Model,
 };
@@ -39,6 +40,11 @@ pub enum Message {
     /// Agent → collector (version 2): one interval's host values and the
     /// application series that changed.
     Sample(Sample),
+    /// Agent → collector (version 3): every availability check the agent
+    /// runs, after each hello.
+    Checks(Checks),
+    /// Agent → collector (version 3): probes that finished.
+    CheckResults(CheckResults),
 }
 
 impl Message {
@@ -54,6 +60,8 @@ impl Message {
             Message::Bye(_) => "bye",
             Message::AppSeries(_) => "app_series",
             Message::Sample(_) => "sample",
+            Message::Checks(_) => "checks",
+            Message::CheckResults(_) => "check_results",
         }
     }
 
@@ -61,6 +69,7 @@ impl Message {
     pub fn since(&self) -> u16 {
         match self {
             Message::AppSeries(_) | Message::Sample(_) => 2,
+            Message::Checks(_) | Message::CheckResults(_) => 3,
             _ => 1,
         }
     }

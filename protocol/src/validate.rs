@@ -22,7 +22,7 @@ use std::collections::HashSet;
 
 use thiserror::Error;
 
-use crate::{AppKind, AppSeries, Hello, Model, Schema};
+use crate::{AppKind, AppSeries, CheckResults, Checks, Hello, Model, Schema};
 
 /// Families in one model.
 pub const MAX_FAMILIES: usize = 10_000;
@@ -56,6 +56,13 @@ pub const MAX_INSTANCES: usize = 10_000;
 pub const MAX_APP_LEN: usize = 128;
 /// `le` bounds of a histogram, or quantiles of a summary.
 pub const MAX_BOUNDS: usize = 64;
+
+/// Checks one agent may declare.
+pub const MAX_CHECKS: usize = 256;
+/// Bytes of a check's name.
+pub const MAX_CHECK_NAME_LEN: usize = 64;
+/// Bytes of a check result's detail.
+pub const MAX_DETAIL_LEN: usize = 1024;
 
 /// Prefixes of the names the collector itself exports.
 pub const RESERVED_PREFIXES: [&str; 4] =
@@ -168,6 +175,26 @@ pub enum ModelError {
         /// The series, quoted.
         series: String,
     },
+    /// A check name outside `[A-Za-z0-9_.:-]{1,64}`.
+    #[error("check name {name} is not 1 to 64 of [A-Za-z0-9_.:-]")]
+    CheckName {
+        /// The name, quoted.
+        name: String,
+    },
+    /// Two checks of one name.
+    #[error("check {name} is declared twice")]
+    DuplicateCheck {
+        /// The name, quoted.
+        name: String,
+    },
+    /// A check result that is not a duration, or names no declared check.
+    #[error("a result of check id {id} {problem}")]
+    CheckResult {
+        /// The id it names.
+        id: u32,
+        /// What is wrong.
+        problem: &'static str,
+    },
     /// The schema's revision is not the hash of its content.
     #[error("schema revision {claimed:016x} does not match its content ({computed:016x})")]
     Revision {
@@ -196,11 +223,14 @@ impl ModelError {
             ModelError::DuplicateId { .. } => "duplicate_id",
             ModelError::Bounds { .. } => "bounds",
             ModelError::Revision { .. } => "revision",
+            ModelError::CheckName { .. } => "check_name",
+            ModelError::DuplicateCheck { .. } => "duplicate_check",
+            ModelError::CheckResult { .. } => "check_result",
         }
     }
 
     /// Every value [`ModelError::reason`] can return.
-    pub const REASONS: [&'static str; 14] = [
+    pub const REASONS: [&'static str; 17] = [
         "metric_name",
         "reserved_name",
         "label_name",
@@ -215,6 +245,9 @@ impl ModelError {
         "duplicate_id",
         "bounds",
         "revision",
+        "check_name",
+        "duplicate_check",
+        "check_result",
     ];
 }
 
@@ -416,6 +449,81 @@ pub fn app_series(message: &AppSeries) -> Result<(), ModelError> {
         }
         if !seen.insert((series.instance, name, set)) {
             return Err(duplicate_series(name, &series.labels));
+        }
+    }
+    Ok(())
+}
+
+/// A check's name: 1 to 64 of `[A-Za-z0-9_.:-]`, so that it reads the
+/// same in a label, a log line and a URL.
+///
+/// # Errors
+/// [`ModelError::CheckName`].
+pub fn check_name(name: &str) -> Result<(), ModelError> {
+    let ok = (1..=MAX_CHECK_NAME_LEN).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b));
+    if ok { Ok(()) } else { Err(ModelError::CheckName { name: shown(name) }) }
+}
+
+/// Checks a declaration of checks: names, ids and names unique, texts and
+/// counts within limits, a timeout and an interval.
+///
+/// # Errors
+/// The first problem found.
+pub fn checks(message: &Checks) -> Result<(), ModelError> {
+    if message.checks.len() > MAX_CHECKS {
+        return Err(ModelError::TooMany {
+            what: "checks".into(),
+            count: message.checks.len(),
+            max: MAX_CHECKS,
+        });
+    }
+    let mut ids = HashSet::with_capacity(message.checks.len());
+    let mut names = HashSet::with_capacity(message.checks.len());
+    for check in &message.checks {
+        check_name(&check.name)?;
+        text(&format!("the target of check {}", shown(&check.name)), &check.target, MAX_TEXT_LEN)?;
+        if !ids.insert(check.id) {
+            return Err(ModelError::DuplicateId { what: "check", id: check.id });
+        }
+        if !names.insert(check.name.as_str()) {
+            return Err(ModelError::DuplicateCheck { name: shown(&check.name) });
+        }
+        if check.interval_ms == 0 || check.timeout_ms == 0 {
+            return Err(ModelError::CheckResult {
+                id: check.id,
+                problem: "has no interval or timeout",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks probe results on their own (that their ids are declared, the
+/// collector checks against what it knows): durations finite and not
+/// negative, texts within limits.
+///
+/// # Errors
+/// The first problem found.
+pub fn check_results(message: &CheckResults) -> Result<(), ModelError> {
+    if message.results.len() > MAX_CHECKS * 16 {
+        return Err(ModelError::TooMany {
+            what: "check results".into(),
+            count: message.results.len(),
+            max: MAX_CHECKS * 16,
+        });
+    }
+    let duration = |s: f64| s.is_finite() && s >= 0.0;
+    for result in &message.results {
+        if !duration(result.seconds) || !result.phases.iter().all(|p| duration(p.seconds)) {
+            return Err(ModelError::CheckResult { id: result.id, problem: "has a bad duration" });
+        }
+        if result.phases.len() > crate::Phase::ALL.len() {
+            return Err(ModelError::CheckResult { id: result.id, problem: "has too many phases" });
+        }
+        text("a check's server", &result.server, MAX_TEXT_LEN)?;
+        if let Some(failure) = &result.failure {
+            text("a check's failure detail", &failure.detail, MAX_DETAIL_LEN)?;
         }
     }
     Ok(())

@@ -56,9 +56,9 @@ pub async fn history(
     Path(app): Path<String>,
     Query(q): Query<HistoryQuery>,
 ) -> Response {
-    let since = match q.since.as_deref().map(live::parse_since).transpose() {
-        Ok(since) => since.unwrap_or(0),
-        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response(),
+    let since = match live::since(q.since.as_deref()) {
+        Ok(since) => since,
+        Err(e) => return live::bad_request(e),
     };
     let found = {
         let reg = state.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -35,12 +35,18 @@ pub struct HistoryQuery {
     metric: Option<String>,
 }
 
-fn bad_request(message: String) -> Response {
+pub(super) fn bad_request(message: String) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
 }
 
+/// The `since=` of a history query (0 when absent), or why it is wrong
+/// (for [`bad_request`]).
+pub(super) fn since(text: Option<&str>) -> Result<u64, String> {
+    Ok(text.map(parse_since).transpose()?.unwrap_or(0))
+}
+
 /// `since=`: Unix milliseconds or RFC 3339.
-pub(super) fn parse_since(text: &str) -> Result<u64, String> {
+fn parse_since(text: &str) -> Result<u64, String> {
     if let Ok(ms) = text.parse::<u64>() {
         return Ok(ms);
     }
@@ -57,8 +63,8 @@ pub async fn history(
     Path(id): Path<String>,
     Query(q): Query<HistoryQuery>,
 ) -> Response {
-    let since = match q.since.as_deref().map(parse_since).transpose() {
-        Ok(since) => since.unwrap_or(0),
+    let since = match since(q.since.as_deref()) {
+        Ok(since) => since,
         Err(e) => return bad_request(e),
     };
     let wanted: Vec<&str> = match &q.metric {
@@ -127,8 +133,8 @@ pub async fn groups(
     Path(id): Path<String>,
     Query(q): Query<GroupsQuery>,
 ) -> Response {
-    let since = match q.since.as_deref().map(parse_since).transpose() {
-        Ok(since) => since.unwrap_or(0),
+    let since = match since(q.since.as_deref()) {
+        Ok(since) => since,
         Err(e) => return bad_request(e),
     };
     let top = q.top.unwrap_or(8).clamp(1, crate::groups::KEPT);

@@ -4,6 +4,7 @@
 mod api;
 mod apps;
 pub mod auth;
+mod checks;
 mod live;
 mod page;
 
@@ -38,6 +39,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/hosts/{id}/history", get(live::history))
         .route("/api/hosts/{id}/groups", get(live::groups))
         .route("/api/hosts/{id}/stream", get(live::host_stream))
+        .route("/api/hosts/{id}/checks", get(checks::of_host))
+        .route("/api/hosts/{id}/checks/{name}/history", get(checks::history))
+        .route("/api/checks", get(checks::list))
+        .route("/api/stream/checks", get(checks::stream))
         .route("/api/stream", get(live::fleet_stream))
         .route("/api/apps", get(apps::list))
         .route("/api/stream/apps", get(apps::stream_all))

@@ -31,6 +31,7 @@ pub async fn index() -> Response {
 pub async fn asset(Path(file): Path<String>) -> Response {
     let (content_type, body): (&'static str, &'static [u8]) = match file.as_str() {
         "app.js" => ("text/javascript; charset=utf-8", include_bytes!("../../assets/app.js")),
+        "checks.js" => ("text/javascript; charset=utf-8", include_bytes!("../../assets/checks.js")),
         "app.css" => ("text/css; charset=utf-8", include_bytes!("../../assets/app.css")),
         "uplot.js" => (
             "text/javascript; charset=utf-8",

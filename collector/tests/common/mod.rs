@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod servers;
+
 use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
@@ -38,6 +40,24 @@ pub fn agent_bin() -> PathBuf {
             path
         })
         .clone()
+}
+
+/// The Python of target/py (scripts/test makes it), or CURVEMON_PYTHON.
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("CURVEMON_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/py/bin/python3")
+    });
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test (it installs the Python clients of examples/requirements.txt)",
+        path.display()
+    );
+    path
+}
+
+/// A helper script of `tests/py/`.
+pub fn script(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py").join(name).display().to_string()
 }
 
 /// A TCP port nobody listens on right now.

@@ -1,9 +1,10 @@
 //! One example of every message, shared by the round-trip and golden tests.
 
 use curvemon_protocol::{
-    AppInstance, AppKind, AppPoint, AppSeries, AppSeriesDecl, AppValue, Bye, Family, Hello,
-    HostValues, Kind, Label, Message, Metrics, Model, Ping, Reject, RejectReason, Sample, Schema,
-    Sketch,
+    AppInstance, AppKind, AppPoint, AppSeries, AppSeriesDecl, AppValue, Bye, CheckFailure,
+    CheckKind, CheckResult, CheckResults, CheckSpec, Checks, FailureReason, Family, Hello,
+    HostValues, Kind, Label, Message, Metrics, Model, Phase, PhaseTime, Ping, Reject, RejectReason,
+    Sample, Schema, Sketch,
 };
 
 /// A name for each example (the golden file's stem) and the message.
@@ -149,6 +150,63 @@ pub fn examples() -> Vec<(&'static str, Message)> {
                     AppPoint {
                         series: 3,
                         value: AppValue::Histogram { counts: vec![1.0, 2.0, 0.0], sum: 1.5 },
+                    },
+                ],
+            }),
+        ),
+        (
+            "checks",
+            Message::Checks(Checks {
+                checks: vec![
+                    CheckSpec {
+                        id: 1,
+                        name: "api".into(),
+                        kind: CheckKind::Http,
+                        target: "https://127.0.0.1:8443/health".into(),
+                        interval_ms: 30_000,
+                        timeout_ms: 5_000,
+                    },
+                    CheckSpec {
+                        id: 2,
+                        name: "db".into(),
+                        kind: CheckKind::Postgres,
+                        target: "127.0.0.1:5432/shop".into(),
+                        interval_ms: 60_000,
+                        timeout_ms: 2_000,
+                    },
+                ],
+            }),
+        ),
+        (
+            "check_results",
+            Message::CheckResults(CheckResults {
+                results: vec![
+                    CheckResult {
+                        id: 1,
+                        started_at_ms: 1_763_760_002_000,
+                        seconds: 0.0125,
+                        failure: None,
+                        phases: vec![
+                            PhaseTime { phase: Phase::Connect, seconds: 0.0002 },
+                            PhaseTime { phase: Phase::Tls, seconds: 0.004 },
+                            PhaseTime { phase: Phase::FirstByte, seconds: 0.008 },
+                        ],
+                        http_status: Some(200),
+                        cert_not_after: Some(1_795_296_000),
+                        server: String::new(),
+                    },
+                    CheckResult {
+                        id: 2,
+                        started_at_ms: 1_763_760_002_500,
+                        seconds: 0.003,
+                        failure: Some(CheckFailure {
+                            reason: FailureReason::Status,
+                            detail: "SQLSTATE 3D000: database \"shop\" does not exist".into(),
+                        }),
+                        phases: vec![PhaseTime { phase: Phase::Connect, seconds: 0.0001 }],
+                        http_status: None,
+                        cert_not_after: None,
+                        server: "15.8".into(),
                     },
                 ],
             }),
