@@ -102,6 +102,15 @@ pub struct RunArgs {
     /// the config file's [statsd] stream, else /run/curvemon/statsd-stream.sock].
     #[arg(long, env = "CURVEMON_STATSD_STREAM", value_name = "PATH|off")]
     pub statsd_stream: Option<String>,
+    /// Where samples wait until the collector has stored them, or `off` to
+    /// keep them in memory only [default: /var/lib/curvemon/spool; if that
+    /// cannot be used, memory].
+    #[arg(long, env = "CURVEMON_SPOOL_DIR", value_name = "DIR|off")]
+    pub spool_dir: Option<String>,
+    /// The spool's bound on disk (e.g. 64MiB, 1GiB); past it the oldest
+    /// samples are dropped and reported as a gap.
+    #[arg(long, env = "CURVEMON_SPOOL_SIZE", default_value = "64MiB", value_parser = parse_bytes)]
+    pub spool_size: u64,
     /// Where the host's /etc is (os-release, machine-id).
     #[arg(long, env = "CURVEMON_ETC_ROOT", default_value = "/etc", value_name = "DIR")]
     pub etc_root: PathBuf,
@@ -121,6 +130,29 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// Parses `64MiB`, `512KiB`, `1GiB`, `100MB`, `1000000`.
+///
+/// # Errors
+/// A message saying what is expected.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: u64 =
+        number.parse().map_err(|_| format!("{text:?}: expected a size such as 64MiB or 1GiB"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return Err(format!("{text:?}: expected a size such as 64MiB or 1GiB")),
+    };
+    number.checked_mul(factor).ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// Parses `5s`, `500ms`, `2m`, `1h 30m`.

@@ -37,6 +37,8 @@ pub struct Config {
     pub collectors: Vec<String>,
     /// Per-family options from the config file.
     pub options: Options,
+    /// The spool.
+    pub spool: crate::spool::Config,
 }
 
 /// The config file read when `--config` is not given (absence is fine).
@@ -69,6 +71,7 @@ impl Config {
         if collectors.is_empty() {
             bail!("no collector left to run; check --collectors and --no-collector");
         }
+        let spool = spool_config(args.spool_dir.as_deref(), args.spool_size, args.interval)?;
         let name = args.name.unwrap_or_else(curvemon_keys::keygen::local_hostname);
         if name.is_empty() || name.len() > 253 || name.chars().any(|c| c.is_control()) {
             bail!("--name {name:?}: expected 1 to 253 printable characters");
@@ -86,8 +89,41 @@ impl Config {
             rootfs: args.rootfs,
             collectors,
             options,
+            spool,
         })
     }
+}
+
+/// `--spool-dir` and `--spool-size`.
+fn spool_config(
+    dir: Option<&str>,
+    size: u64,
+    interval: Duration,
+) -> anyhow::Result<crate::spool::Config> {
+    if size < 64 << 10 {
+        bail!("--spool-size {size}: at least 64KiB");
+    }
+    let defaults = crate::spool::Config::default();
+    let (dir, dir_explicit) = match dir {
+        None => (defaults.dir.clone(), false),
+        Some("" | "off") => (None, true),
+        Some(path) if path.starts_with('/') => (Some(PathBuf::from(path)), true),
+        Some(path) => bail!("--spool-dir {path:?}: expected an absolute path or off"),
+    };
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    Ok(crate::spool::Config {
+        dir,
+        dir_explicit,
+        max_bytes: size,
+        // In memory (no directory, or a failing disk) a sixteenth of it, at
+        // least 1 MiB and at most 8 MiB.
+        memory_bytes: (size / 16).clamp(1 << 20, 8 << 20),
+        interval,
+        boot_id,
+        ..defaults
+    })
 }
 
 /// `--statsd-udp`, `--statsd-unix` and `--statsd-stream` over the file's

@@ -32,6 +32,7 @@ pub mod checks;
 pub mod cli;
 pub mod collectors;
 pub mod config;
+pub mod delivery;
 pub mod http1;
 pub mod link;
 pub mod model;
@@ -43,6 +44,7 @@ pub mod sampler;
 pub mod session;
 pub mod signals;
 pub mod sources;
+pub mod spool;
 
 pub use config::Config;
 pub use run::run;

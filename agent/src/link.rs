@@ -253,24 +253,24 @@ impl Link {
                 }
             };
             up.session.heard(now);
-            if let Message::Reject(reject) = &message {
-                if let RejectReason::UnsupportedVersion { collector, .. } = reject.reason {
-                    if collector == up.version {
-                        // It answers a frame sent before the fall-back.
-                        debug!(collector_version = collector, "A version reject already acted on.");
-                        continue;
-                    }
-                    if (MIN_VERSION..up.version).contains(&collector) {
-                        warn!(
-                            collector_version = collector,
-                            agent_version = up.version,
-                            "The collector speaks an older protocol version; using it on this \
+            if let Message::Reject(reject) = &message
+                && let RejectReason::UnsupportedVersion { collector, .. } = reject.reason
+            {
+                if collector == up.version {
+                    // It answers a frame sent before the fall-back.
+                    debug!(collector_version = collector, "A version reject already acted on.");
+                    continue;
+                }
+                if (MIN_VERSION..up.version).contains(&collector) {
+                    warn!(
+                        collector_version = collector,
+                        agent_version = up.version,
+                        "The collector speaks an older protocol version; using it on this \
                              connection (application metrics are not sent to it)."
-                        );
-                        up.version = collector;
-                        events.push(Event::Downgraded { version: collector });
-                        continue;
-                    }
+                    );
+                    up.version = collector;
+                    events.push(Event::Downgraded { version: collector });
+                    continue;
                 }
             }
             events.push(Event::Message(Box::new(message)));

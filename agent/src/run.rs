@@ -23,7 +23,7 @@ use anyhow::Context as _;
 use curvemon_keys::cert;
 use curvemon_protocol::{
     AppPoint, AppSeries, Bye, CheckResult, CheckResults, Hello, HostValues, MAX_FRAME_BYTES,
-    Message, Metrics, Sample as SampleMessage,
+    Message, Metrics, Resume, Sample as SampleMessage,
 };
 use rustix::event::{PollFd, PollFlags, Timespec};
 use tracing::{debug, error, info, warn};
@@ -33,12 +33,14 @@ use crate::{
     checks::Checker,
     collectors,
     config::Config,
+    delivery::Delivery,
     link::{Event, Identity, Link},
     model::{self, HostFacts},
     roots::Roots,
     sampler::{Sample, Sampler},
     signals::Signals,
     sources::Sources,
+    spool::Spool,
 };
 
 /// How long the socket may keep trying to deliver `Bye` on shutdown.
@@ -96,6 +98,7 @@ pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
     let sampler = Sampler::new(collectors::build(&config.collectors, &config.options))
         .with_cadence(|name| collectors::every(name, &config.options, config.interval));
     let sources = Sources::open(&config.options.sources, &root);
+    let spool = Spool::open(config.spool.clone())?;
     let checker = if config.options.checks.is_empty() {
         None
     } else {
@@ -103,6 +106,9 @@ pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
         Some(Checker::new(config.options.checks.clone()).context("starting the checks")?)
     };
     let mut agent = Agent {
+        spool,
+        delivery: Delivery::new(Instant::now()),
+        gaps_sent: std::collections::HashSet::new(),
         checker,
         pending_checks: Vec::new(),
         interval_ms: u32::try_from(config.interval.as_millis()).unwrap_or(u32::MAX),
@@ -113,7 +119,6 @@ pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
         sources,
         link,
         last_sample: None,
-        seq: 0,
         dropped: 0,
         model_revision_sent: None,
         told_old_collector: false,
@@ -121,10 +126,17 @@ pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
     };
     let result = agent.serve(signals);
     agent.sources.close();
+    agent.spool.close();
     result
 }
 
 struct Agent {
+    /// Every sample until the collector has stored it.
+    spool: Spool,
+    /// This connection's part of acknowledged delivery.
+    delivery: Delivery,
+    /// The spool's gaps sent on this connection (epoch, from, to).
+    gaps_sent: std::collections::HashSet<(u64, u64, u64)>,
     /// Availability checks, if any are configured.
     checker: Option<Checker>,
     /// Check results not yet sent (the link is down): the latest per check.
@@ -137,9 +149,7 @@ struct Agent {
     link: Link,
     interval_ms: u32,
     last_sample: Option<Sample>,
-    /// Sequence number of the last sample sent; continues across links.
-    seq: u64,
-    /// Samples the link refused (queue full).
+    /// Live samples the link refused (queue full; the spool keeps them).
     dropped: u64,
     /// The schema revision of the model sent on this connection.
     model_revision_sent: Option<u64>,
@@ -202,6 +212,8 @@ impl Agent {
                     self.on_event(event, now);
                 }
             }
+            self.spool.tick(now);
+            self.backfill(now);
             if let Some(checker) = &mut self.checker {
                 checker.start_due(now);
                 if checks_ready {
@@ -259,6 +271,62 @@ impl Agent {
             let pending = std::mem::take(&mut self.pending_checks);
             self.report_checks(pending);
         }
+        self.delivery = Delivery::new(Instant::now());
+        self.gaps_sent.clear();
+        if self.link.version().is_some_and(|v| v >= 4) {
+            // Losses first: the collector then knows why samples before
+            // the oldest one held are missing when the Resume says so.
+            self.send_gaps();
+            self.link.send(&Message::Resume(Resume {
+                epoch: self.spool.epoch(),
+                oldest_seq: self.spool.oldest_seq(),
+                next_seq: self.spool.next_seq(),
+            }));
+        } else {
+            // An older collector neither stores nor acknowledges: what the
+            // spool holds cannot go to it.
+            let held = self.spool.held();
+            if held > 0 {
+                warn!(
+                    samples = held,
+                    "The collector speaks an older protocol and takes no backlog; the samples taken while disconnected are not sent to it. Upgrade the collector."
+                );
+            }
+            self.spool.ack(self.spool.epoch(), self.spool.next_seq().saturating_sub(1));
+        }
+    }
+
+    /// Sends the spool's gaps this connection has not had (they stay in
+    /// the spool until an acknowledgement covers them, and are sent again
+    /// on the next connection until then).
+    fn send_gaps(&mut self) {
+        for gap in self.spool.gaps() {
+            if self.gaps_sent.insert((gap.epoch, gap.from_seq, gap.to_seq)) {
+                self.link.send(&Message::Gap(gap.clone()));
+            }
+        }
+    }
+
+    /// Sends what the spool holds, as far as the window allows (and any
+    /// loss the spool recorded meanwhile).
+    fn backfill(&mut self, now: Instant) {
+        if self.link.version().is_none_or(|v| v < 4) {
+            return;
+        }
+        self.send_gaps();
+        for message in self.delivery.backfill(&mut self.spool, now) {
+            let first = match &message {
+                Message::Backfill(b) => b.samples.first().map(|s| s.seq),
+                _ => None,
+            };
+            if !self.link.send(&message) {
+                // The send queue is full: take it up again from here.
+                if let Some(first) = first {
+                    self.delivery.unsend(first);
+                }
+                break;
+            }
+        }
     }
 
     /// Sends check results, or keeps the latest of each check for the next
@@ -308,6 +376,21 @@ impl Agent {
                 }
                 debug!("Ping from the collector.");
             }
+            Message::Ack(ack) => {
+                if ack.epoch != self.spool.epoch() {
+                    warn!(
+                        theirs = ack.epoch,
+                        ours = self.spool.epoch(),
+                        "An acknowledgement for another epoch; ignored."
+                    );
+                    return;
+                }
+                self.spool.ack(ack.epoch, ack.seq);
+                if !self.delivery.resumed() {
+                    debug!(acked = ack.seq, next = self.spool.next_seq(), "Resumed delivery.");
+                }
+                self.delivery.on_ack(ack.seq, now);
+            }
             Message::Reject(reject) => {
                 error!(reason = ?reject.reason, detail = %reject.detail, "The collector rejected this agent.");
                 for event in self.link.reconnect(format!("rejected: {}", reject.detail), now) {
@@ -327,28 +410,39 @@ impl Agent {
         let sample = self.sampler.sample_with(&self.root, own);
         // A changed schema (a new disk, a failed collector) goes out
         // unasked, so the collector does not drop values meanwhile.
-        if self.model_revision_sent.is_some_and(|r| r != sample.revision) {
-            if let Some(session) = self.link.session() {
-                session.schema_changed();
-            }
+        if self.model_revision_sent.is_some_and(|r| r != sample.revision)
+            && let Some(session) = self.link.session()
+        {
+            session.schema_changed();
         }
+        // Every sample goes to the spool first, connected or not.
+        let seq = self.spool.take_seq();
+        let taken_at_ms = unix_ms();
+        let host = HostValues { schema_revision: sample.revision, values: sample.values.clone() };
+        self.spool.append(
+            Metrics {
+                seq,
+                taken_at_ms,
+                schema_revision: host.schema_revision,
+                values: host.values.clone(),
+            },
+            || sample.schema(),
+        );
         self.last_sample = Some(sample);
         self.send_model_if_due(now);
         let apps = self.sources.flush(now);
         let Some(version) = self.link.version() else {
-            // Not connected: the next connection declares every series anew.
+            // Not connected: the next connection declares every series anew,
+            // and the spool's samples go as backfill (without application
+            // points: their interval has passed).
             return;
         };
-        let Some(sample) = &self.last_sample else { return };
-        self.seq += 1;
-        let taken_at_ms = unix_ms();
-        let host = HostValues { schema_revision: sample.revision, values: sample.values.clone() };
         let message = if version >= 2 {
             if let Some(declarations) = apps.declarations {
                 self.declare(declarations);
             }
             let points = self.fit(apps.points, &host);
-            Message::Sample(SampleMessage { seq: self.seq, taken_at_ms, host, apps: points })
+            Message::Sample(SampleMessage { seq, taken_at_ms, host, apps: points })
         } else {
             if !apps.points.is_empty() && !self.told_old_collector {
                 warn!(
@@ -359,7 +453,7 @@ impl Agent {
                 self.told_old_collector = true;
             }
             Message::Metrics(Metrics {
-                seq: self.seq,
+                seq,
                 taken_at_ms,
                 schema_revision: host.schema_revision,
                 values: host.values,
@@ -367,7 +461,12 @@ impl Agent {
         };
         if !self.link.send(&message) {
             self.dropped += 1;
-            debug!(seq = self.seq, dropped = self.dropped, "Send queue full; dropped a sample.");
+            debug!(seq, dropped = self.dropped, "Send queue full; the sample waits in the spool.");
+        } else if version >= 4 {
+            self.delivery.sent_live(seq);
+        } else {
+            // No acknowledgements from older collectors: sent is done.
+            self.spool.ack(self.spool.epoch(), seq);
         }
     }
 
@@ -375,6 +474,7 @@ impl Agent {
     fn own_families(&mut self) -> Vec<crate::collectors::FamilySample> {
         let mut own = self.sources.families();
         own.extend(self.checker.as_ref().map(Checker::families).unwrap_or_default());
+        own.extend(self.spool.families());
         own
     }
 

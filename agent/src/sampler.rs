@@ -107,7 +107,7 @@ impl Sampler {
         let taken = self.taken;
         self.taken += 1;
         for slot in &mut self.slots {
-            if taken % slot.every != 0 {
+            if !taken.is_multiple_of(slot.every) {
                 continue;
             }
             let name = slot.collector.name();

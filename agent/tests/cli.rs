@@ -15,7 +15,12 @@ fn agent() -> PathBuf {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(agent()).args(args).env("RUST_LOG", "info").output().unwrap()
+    Command::new(agent())
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env("CURVEMON_SPOOL_DIR", "off")
+        .output()
+        .unwrap()
 }
 
 /// An agent key directory that also holds a (made-up) collector key.
@@ -91,6 +96,7 @@ fn sigterm_during_a_hanging_name_lookup_stops_the_agent() {
     let mut child = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c", &script])
         .env("RUST_LOG", "debug")
+        .env("CURVEMON_SPOOL_DIR", "off")
         .stdin(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()

@@ -52,9 +52,23 @@ pub fn run(
     std::fs::write(&without, "[statsd]\nudp = \"off\"\nunix = \"off\"\nstream = \"off\"\n")?;
     let start = |keys: &str, name: &str, config: &Path| -> anyhow::Result<Killed> {
         let config = config.to_str().context("path")?;
+        let spool = work.join(format!("spool-{name}"));
+        let spool = spool.to_str().context("path")?;
         spawn(
             agent_bin,
-            &["--keys", keys, "--interval", "1s", "--name", name, "--config", config, listen],
+            &[
+                "--keys",
+                keys,
+                "--interval",
+                "1s",
+                "--name",
+                name,
+                "--config",
+                config,
+                "--spool-dir",
+                spool,
+                listen,
+            ],
             &work.join(format!("{name}.log")),
         )
     };

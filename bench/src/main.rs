@@ -20,6 +20,13 @@
 //! Part 4, two more agents side by side, one with 20 availability checks at
 //! 10 s (see `checks.rs`).
 //!
+//! Part 5, no-loss delivery: the spool's bytes per sample, the store's
+//! write cost, bytes per sample and 7-day query time, and 100 agents'
+//! backfill (see `delivery.rs`).
+//!
+//! Every agent here spools to disk and the collector keeps its store, as
+//! installed.
+//!
 //! Exits 1 if the agent's CPU is more than 1/20 of node_exporter's, or its
 //! resident memory more than 1/4 (with StatsD on and idle).
 
@@ -34,6 +41,7 @@ use curvemon_agent::{collectors, options::Options, roots::Roots, sampler::Sample
 use curvemon_protocol::{Message, Metrics, codec};
 
 mod checks;
+mod delivery;
 mod statsd;
 
 fn main() -> std::process::ExitCode {
@@ -312,7 +320,16 @@ fn run(bin_dir: &Path, node_exporter: &Path, work: &Path, seconds: u64) -> anyho
     let http = format!("127.0.0.1:{http_port}");
     let _collector = spawn(
         &collector_bin,
-        &["--keys", keys_s, "--listen", &listen, "--http", &http],
+        &[
+            "--keys",
+            keys_s,
+            "--listen",
+            &listen,
+            "--http",
+            &http,
+            "--data-dir",
+            work.join("data").to_str().context("path")?,
+        ],
         &work.join("collector.log"),
     )?;
     // StatsD on (UDP and the stream socket), idle in the first window.
@@ -335,6 +352,8 @@ fn run(bin_dir: &Path, node_exporter: &Path, work: &Path, seconds: u64) -> anyho
             "off",
             "--statsd-stream",
             stream_s,
+            "--spool-dir",
+            work.join("spool").to_str().context("path")?,
             &listen,
         ],
         &work.join("agent.log"),
@@ -358,6 +377,8 @@ fn run(bin_dir: &Path, node_exporter: &Path, work: &Path, seconds: u64) -> anyho
             "bench-every-family",
             "--config",
             every_family.to_str().context("path")?,
+            "--spool-dir",
+            work.join("spool-every-family").to_str().context("path")?,
             &listen,
         ],
         &work.join("agent-every-family.log"),
@@ -382,6 +403,7 @@ fn run(bin_dir: &Path, node_exporter: &Path, work: &Path, seconds: u64) -> anyho
         .collect::<anyhow::Result<_>>()?;
     let checks =
         checks::run(&agent_bin, (&keys_checks[0], &keys_checks[1]), &listen, &http, work, seconds)?;
+    let delivery = delivery::run(bin_dir, work)?;
 
     let cpu_ratio = default.agent_cpu / default.ne_cpu;
     let rss_ratio = default.agent_rss / default.ne_rss;
@@ -408,6 +430,7 @@ fn run(bin_dir: &Path, node_exporter: &Path, work: &Path, seconds: u64) -> anyho
     cpu_row("CPU, every family every second (`[intervals]` all 1 s; next window)", &every, "");
     statsd::print(&apps, default.agent_cpu / default.seconds * 1e3, default.agent_rss);
     checks::print(&checks, default.ne_cpu / default.seconds * 1e3, default.ne_rss);
+    delivery::print(&delivery);
     let mut failed = Vec::new();
     if cpu_ratio > 1.0 / 20.0 {
         failed.push(format!("CPU ratio 1/{:.1} misses 1/20", 1.0 / cpu_ratio));

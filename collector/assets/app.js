@@ -255,16 +255,39 @@ function hostHeader(view) {
   $("#host-meta").textContent = [m.os, m.kernel && `kernel ${m.kernel}`, m.cpu_count && `${m.cpu_count} CPUs ${m.cpu_model || ""}`,
     m.mem_total_bytes && `${gib(m.mem_total_bytes)} GiB`, m.boot_time && `booted ${m.boot_time}`].filter(Boolean).join(" · ");
 }
+// The host page's range: its history comes from the collector's store,
+// bucketed there (min/max/avg) so a week is as quick to draw as an hour.
+const HOST_POINTS = 1500;
+function hostRange() { return hostPage.range || HOUR; }
+function showGaps(gaps) {
+  const p = $("#host-gaps");
+  const lost = (gaps || []).filter((g) => g.samples > 0);
+  p.hidden = lost.length === 0;
+  p.textContent = lost.length === 0 ? "" : "Samples lost in this range: " + lost.map((g) =>
+    `${g.samples} (${g.reason.replace("_", " ")}, ${new Date(g.from_ms).toLocaleString()} – ${new Date(g.to_ms).toLocaleTimeString()})`).join("; ");
+}
+async function loadHostHistory(id, view) {
+  const since = Date.now() - hostRange() * 1000;
+  hostPage.data = await getJSON(`/api/hosts/${id}/history?since=${since}&points=${HOST_POINTS}`);
+  if (hostPage.id !== id) return;
+  $("#host-step").textContent = hostPage.data.step_ms ? `averages per ${Math.round(hostPage.data.step_ms / 1000)} s` : "";
+  showGaps(hostPage.data.gaps);
+  const numbers = view.model?.cpus || [];
+  hostCharts(Math.max(numbers.length, hostPage.data.cores.length), numbers);
+  hostDraw();
+}
+document.querySelectorAll("#host-range button").forEach((b) => b.addEventListener("click", async () => {
+  document.querySelectorAll("#host-range button").forEach((x) => x.classList.toggle("on", x === b));
+  hostPage.range = Number(b.dataset.range);
+  if (hostPage.id) await loadHostHistory(hostPage.id, await getJSON(`/api/hosts/${hostPage.id}`));
+}));
 async function openHost(id) {
   closeHost();
   hostPage.id = id;
   const view = await getJSON(`/api/hosts/${id}`);
   hostHeader(view);
   const since = Date.now() - HOUR * 1000;
-  hostPage.data = await getJSON(`/api/hosts/${id}/history?since=${since}`);
-  const numbers = view.model?.cpus || [];
-  hostCharts(Math.max(numbers.length, hostPage.data.cores.length), numbers);
-  hostDraw();
+  await loadHostHistory(id, view);
   hostPage.groups = await getJSON(`/api/hosts/${id}/groups?since=${since}`);
   groupCharts();
   groupDraw();
@@ -295,7 +318,7 @@ async function openHost(id) {
     d.t.push(point.t);
     for (const def of Object.values(HOST_CHARTS)) for (const [field] of def.series) d[field].push(point[field]);
     point.cores.forEach((v, i) => { (d.cores[i] = d.cores[i] || []).push(v); });
-    const cutoff = Date.now() - HOUR * 1000;
+    const cutoff = Date.now() - hostRange() * 1000;
     let i = 0;
     while (i < d.t.length && d.t[i] < cutoff) i++;
     if (i) { for (const k of Object.keys(d)) if (k !== "cores") d[k].splice(0, i); d.cores.forEach((c) => c.splice(0, i)); }
@@ -523,6 +546,8 @@ window.curvemon = {
   hostState: (name) => document.querySelector(`#hosts tr[data-host="${CSS.escape(name)}"] .state`)?.textContent ?? null,
   fleetPoints: (name) => { const h = [...fleet.hosts.values()].find((x) => x.hostname === name); return h ? (fleet.series.get(h.id)?.t.length ?? 0) : 0; },
   hostPoints: () => hostPage.data ? hostPage.data.t.length : 0,
+  // The host page's range in seconds and the first point's time (Unix ms).
+  hostRange: () => [hostRange(), hostPage.data?.t[0] ?? null],
   // Lines of the application page's CPU and memory charts (one per instance).
   appLines: () => appPage.charts.cpu ? appPage.charts.cpu.series.length - 1 : 0,
   appInstancePoints: () => appPage.data ? appPage.data.instances.map((i) => i.t.length) : [],

@@ -128,9 +128,20 @@ pub struct RunArgs {
         value_name = "PER_SECOND"
     )]
     pub max_agent_rate: f64,
-    /// History kept per host for the dashboard and the history API.
-    #[arg(long, env = "CURVEMON_RETENTION", default_value = "1h", value_parser = parse_duration)]
+    /// Where the history store lives (docs/reliability.md).
+    #[arg(
+        long,
+        env = "CURVEMON_DATA_DIR",
+        default_value = "/var/lib/curvemon/collector",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// History older than this is deleted.
+    #[arg(long, env = "CURVEMON_RETENTION", default_value = "15d", value_parser = parse_duration)]
     pub retention: Duration,
+    /// Past this much stored history, the oldest is deleted (e.g. 20GiB).
+    #[arg(long, env = "CURVEMON_RETENTION_SIZE", default_value = "20GiB", value_parser = parse_bytes)]
+    pub retention_size: u64,
     /// Application timers' calls per second and percentiles are computed
     /// over steps this long, merged across instances.
     #[arg(long, env = "CURVEMON_APP_STEP", default_value = "5s", value_parser = parse_duration)]
@@ -148,6 +159,31 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// Parses `20GiB`, `512MiB`, `1000000000`.
+///
+/// # Errors
+/// A message saying what is expected.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: u64 =
+        number.parse().map_err(|_| format!("{text:?}: expected a size such as 20GiB or 512MiB"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        _ => return Err(format!("{text:?}: expected a size such as 20GiB or 512MiB")),
+    };
+    number.checked_mul(factor).ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// Parses `5s`, `500ms`, `2m`.

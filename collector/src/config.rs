@@ -23,8 +23,12 @@ pub struct Config {
     pub ping_interval: Duration,
     /// Stale and down windows.
     pub liveness: Liveness,
-    /// History kept per host.
+    /// Where the history store lives.
+    pub data_dir: PathBuf,
+    /// History older than this is deleted.
     pub retention: Duration,
+    /// Past this many bytes of history, the oldest is deleted.
+    pub retention_size: u64,
     /// Events queued per live-stream client before it is dropped.
     pub stream_queue: usize,
     /// The API token, if HTTP requires one.
@@ -50,10 +54,11 @@ impl Config {
                 args.listen
             );
         }
-        if args.retention < Duration::from_secs(1)
-            || args.retention > Duration::from_secs(7 * 86400)
-        {
-            bail!("--retention {:?}: expected between 1s and 7d", args.retention);
+        if args.retention < Duration::from_secs(60) {
+            bail!("--retention {:?}: expected at least 1m", args.retention);
+        }
+        if args.retention_size < 1 << 20 {
+            bail!("--retention-size {}: expected at least 1MiB", args.retention_size);
         }
         if args.max_agent_rate.is_nan() || args.max_agent_rate < 1.0 {
             bail!("--max-agent-rate {}: expected at least 1 message a second", args.max_agent_rate);
@@ -67,10 +72,10 @@ impl Config {
         if args.ping_interval < Duration::from_millis(100) {
             bail!("--ping-interval {:?} is too short: at least 100ms", args.ping_interval);
         }
-        if let (Some(stale), Some(down)) = (args.stale_after, args.down_after) {
-            if down < stale {
-                bail!("--down-after ({down:?}) must not be shorter than --stale-after ({stale:?})");
-            }
+        if let (Some(stale), Some(down)) = (args.stale_after, args.down_after)
+            && down < stale
+        {
+            bail!("--down-after ({down:?}) must not be shorter than --stale-after ({stale:?})");
         }
         let http_token = match &args.http_token_file {
             Some(path) => Some(read_token(path)?),
@@ -87,7 +92,9 @@ impl Config {
             http: args.http,
             ping_interval: args.ping_interval,
             liveness: Liveness { stale_after: args.stale_after, down_after: args.down_after },
+            data_dir: args.data_dir,
             retention: args.retention,
+            retention_size: args.retention_size,
             stream_queue: args.stream_queue,
             http_token,
             metrics_public: args.metrics_public,

@@ -22,6 +22,7 @@ use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use crate::{
     registry::{Host, Registry, State},
     stats::StatsSnapshot,
+    store::writer::StoreStats,
 };
 
 pub(crate) fn label(name: &str, value: &str) -> LabelPair {
@@ -301,6 +302,7 @@ pub fn gather(
     registry: &Registry,
     stats: &StatsSnapshot,
     streams: StreamStats,
+    store: &StoreStats,
 ) -> Vec<MetricFamily> {
     let mut out = Families::default();
     let mut hosts: Vec<&Host> = registry.hosts().filter(|h| h.hostname.is_some()).collect();
@@ -373,6 +375,7 @@ pub fn gather(
     );
     crate::apps::expose::series(registry, &mut out);
     crate::checks::expose::series(registry, &mut out);
+    crate::store::expose::series(store, &mut out);
     out.add(
         "curvemon_collector_app_series_left_out",
         "Application series left out of this exposition: a name another type or a histogram's parts take, or the same series twice.",
@@ -395,7 +398,8 @@ pub fn render(
     registry: &Registry,
     stats: &StatsSnapshot,
     streams: StreamStats,
+    store: &StoreStats,
 ) -> Result<String, prometheus::Error> {
-    let families = gather(registry, stats, streams);
+    let families = gather(registry, stats, streams, store);
     prometheus::TextEncoder::new().encode_to_string(&families)
 }

@@ -13,6 +13,7 @@
 //! then a flag stops both socket threads (they poll with short timeouts),
 //! their sockets close with linger 0, and the zmq context is dropped last.
 
+pub mod acks;
 pub mod apps;
 pub mod auth;
 pub mod checks;
@@ -27,6 +28,7 @@ pub mod http;
 pub mod registry;
 pub mod router;
 pub mod stats;
+pub mod store;
 pub mod stream;
 pub mod time;
 pub mod view;
@@ -77,8 +79,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     info!(public_key = %identity.pair.public, "Collector key (agents need {}).", config.keys_dir.join("collector.key").display());
 
     let registry = Arc::new(Mutex::new(
-        registry::Registry::new(config.liveness, config.retention).with_app_step(config.app_step),
+        registry::Registry::new(config.liveness, registry::DEFAULT_RETENTION)
+            .with_app_step(config.app_step),
     ));
+    let store: Arc<dyn store::Store> =
+        Arc::new(store::RedbStore::open(&config.data_dir).with_context(|| {
+            format!("opening the history store in {}", config.data_dir.display())
+        })?);
+    let writer = store::writer::start(
+        Arc::clone(&store),
+        store::writer::Retention { age: config.retention, bytes: config.retention_size },
+    )?;
     let stats = Arc::new(stats::Stats::default());
     let hub = Arc::new(stream::Hub::new(config.stream_queue));
     let allowlist_generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -91,6 +102,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             .name("zap".into())
             .spawn(move || auth::serve(zap, allowlist, stats, stop))?
     };
+    let store_stats = Arc::clone(&writer.stats);
     let router_thread = {
         let router = router::Router {
             socket,
@@ -106,6 +118,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             allowlist_generation: Arc::clone(&allowlist_generation),
             max_rate: config.max_rate,
             buckets: std::cell::RefCell::new(std::collections::HashMap::new()),
+            writer,
+            acks: std::cell::RefCell::default(),
         };
         let (stop, shutdown) = (Arc::clone(&stop), shutdown.clone());
         std::thread::Builder::new().name("router".into()).spawn(move || {
@@ -129,7 +143,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         token: config.http_token.clone(),
         metrics_public: config.metrics_public,
     };
-    let app = http::app(http::AppState { registry, stats, hub, shutdown: shutdown.clone(), auth });
+    let app = http::app(http::AppState {
+        registry,
+        stats,
+        hub,
+        shutdown: shutdown.clone(),
+        auth,
+        store,
+        store_stats,
+    });
     // A fixed send buffer per HTTP connection: Linux would otherwise grow it
     // toward 4 MiB for a live-stream client that stopped reading, before the
     // stream's own bounded queue could notice and drop it.

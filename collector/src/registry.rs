@@ -24,10 +24,13 @@ use curvemon_protocol::{
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
+use std::sync::Arc;
+
+use crate::store::writer::Op as StoreOp;
 use crate::{
     apps::Apps,
     derive::{Latest, Layout},
-    history::History,
+    history::Point,
 };
 
 /// Transitions kept per host.
@@ -206,8 +209,11 @@ pub struct Host {
     last_seq: Option<u64>,
     /// Metrics messages that never arrived (sequence gaps).
     pub missed: u64,
-    /// Recent dashboard points.
-    pub history: History,
+    /// The dashboard point of the latest sample (history is in the store).
+    pub last_point: Option<Point>,
+    /// The epoch the host's samples are stored under: its agent's spool's
+    /// (from `Resume`), or a random one per session for agents without.
+    pub epoch: u64,
     /// Its services, containers and process groups over time.
     pub groups: crate::groups::Groups,
     /// When the values in `values` were taken, Unix milliseconds.
@@ -237,7 +243,8 @@ impl Host {
             pending: None,
             last_seq: None,
             missed: 0,
-            history: History::new(1),
+            last_point: None,
+            epoch: session_epoch(),
             groups: crate::groups::Groups::default(),
             last_taken_ms: None,
             model_requested_at: None,
@@ -335,13 +342,19 @@ pub struct Registry {
     pub apps: Apps,
     /// The hosts' availability checks.
     pub checks: crate::checks::Checks,
+    /// What the store is to write, in order (drained by the router).
+    store_ops: Vec<StoreOp>,
+    /// Schema revisions handed to the store.
+    schemas_sent: std::collections::HashSet<u64>,
 }
 
-/// History kept per host unless `--retention` says otherwise.
+/// How long each host's services and groups are kept in memory (their
+/// charts; the host's own history is in the store).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
 
 impl Registry {
-    /// An empty registry with these windows, keeping `retention` of history.
+    /// An empty registry with these windows, keeping `retention` of each
+    /// host's services and groups in memory.
     pub fn new(liveness: Liveness, retention: Duration) -> Self {
         Registry {
             hosts: HashMap::new(),
@@ -352,6 +365,8 @@ impl Registry {
             ingest_delay: DelayHistogram::default(),
             apps: Apps::new(crate::config::DEFAULT_APP_STEP),
             checks: crate::checks::Checks::default(),
+            store_ops: Vec::new(),
+            schemas_sent: std::collections::HashSet::new(),
         }
     }
 
@@ -360,6 +375,11 @@ impl Registry {
     pub fn with_app_step(mut self, step: Duration) -> Self {
         self.apps = Apps::new(step);
         self
+    }
+
+    /// What the store is to write since the last call, in order.
+    pub fn drain_store_ops(&mut self) -> Vec<StoreOp> {
+        std::mem::take(&mut self.store_ops)
     }
 
     /// The changes since the last call, for the live streams.
@@ -433,11 +453,57 @@ impl Registry {
                 }
                 Vec::new()
             }
+            Message::Resume(resume) => {
+                if let Err(error) = validate::resume(&resume) {
+                    return self.refuse(peer, "resume", &error);
+                }
+                let host = Self::host_mut(&mut self.hosts, &mut self.outbox, peer, now);
+                host.epoch = resume.epoch;
+                self.store_ops.push(StoreOp::Resume { host: peer.key, resume });
+                Vec::new()
+            }
+            Message::Backfill(backfill) => {
+                if let Err(error) = validate::backfill(&backfill) {
+                    self.drop_delivery(peer, "backfill", &error);
+                    return Vec::new();
+                }
+                let host = Self::host_mut(&mut self.hosts, &mut self.outbox, peer, now);
+                let epoch = host.epoch;
+                self.store_ops.push(StoreOp::Samples {
+                    host: peer.key,
+                    epoch,
+                    samples: backfill.samples,
+                });
+                Vec::new()
+            }
+            Message::Schema(record) => {
+                if let Err(error) = validate::schema(&record.schema) {
+                    self.drop_delivery(peer, "schema", &error);
+                    return Vec::new();
+                }
+                Self::host_mut(&mut self.hosts, &mut self.outbox, peer, now);
+                if self.schemas_sent.insert(record.schema.revision) {
+                    self.store_ops.push(StoreOp::Schema(Arc::new(record.schema)));
+                }
+                Vec::new()
+            }
+            Message::Gap(gap) => {
+                if let Err(error) = validate::gap(&gap) {
+                    self.drop_delivery(peer, "gap", &error);
+                    return Vec::new();
+                }
+                Self::host_mut(&mut self.hosts, &mut self.outbox, peer, now);
+                self.store_ops.push(StoreOp::Gap { host: peer.key, gap });
+                Vec::new()
+            }
             Message::Bye(bye) => {
                 self.on_bye(peer, bye, now);
                 Vec::new()
             }
-            other @ (Message::ModelRequest | Message::Ping(_) | Message::Reject(_)) => {
+            other @ (Message::ModelRequest
+            | Message::Ping(_)
+            | Message::Reject(_)
+            | Message::Ack(_)) => {
                 self.counters.unexpected_messages += 1;
                 warn!(peer = %peer.address, key = %peer.key, kind = other.kind(), "Ignoring a message agents do not send.");
                 Vec::new()
@@ -510,6 +576,17 @@ impl Registry {
         host
     }
 
+    /// Counts and logs a delivery message that breaks the rules; it is
+    /// dropped without a reply (what it carried is sent again, or lost and
+    /// reported).
+    fn drop_delivery(&mut self, peer: &Peer, what: &str, error: &ModelError) {
+        self.counters.models_refused += 1;
+        if let Some(i) = ModelError::REASONS.iter().position(|r| *r == error.reason()) {
+            self.counters.models_refused_by_reason[i] += 1;
+        }
+        warn!(peer = %peer.address, key = %peer.key, reason = error.reason(), %error, "Dropped an agent's {what}.");
+    }
+
     /// Counts, logs and answers a hello or model that breaks the rules;
     /// the host's entry (if any) is left as it was.
     fn refuse(&mut self, peer: &Peer, what: &str, error: &ModelError) -> Vec<Message> {
@@ -528,7 +605,6 @@ impl Registry {
     }
 
     fn on_hello(&mut self, peer: &Peer, hello: Hello, now: Now) -> Vec<Message> {
-        let retention = self.retention;
         if let Err(error) = validate::hello(&hello) {
             return self.refuse(peer, "hello", &error);
         }
@@ -539,9 +615,9 @@ impl Registry {
         info!(host = %hello.hostname, peer = %peer.address, agent_version = %hello.agent_version, "Agent said hello.");
         host.hostname = Some(hello.hostname.clone());
         host.interval = Duration::from_millis(u64::from(hello.interval_ms.max(1)));
-        let capacity = history_capacity(retention, host.interval);
-        host.history.set_capacity(capacity);
         host.hello = Some(hello);
+        // Until (unless) its Resume names the spool's epoch.
+        host.epoch = session_epoch();
         // A new agent process: its sequence numbers and counters start over.
         host.last_seq = None;
         host.values = None;
@@ -551,7 +627,6 @@ impl Registry {
     }
 
     fn on_model(&mut self, peer: &Peer, model: Model, now: Now) -> Vec<Message> {
-        let retention = self.retention;
         if let Err(error) = validate::model(&model) {
             return self.refuse(peer, "model", &error);
         }
@@ -582,9 +657,10 @@ impl Registry {
         }
         host.hostname = Some(model.hostname.clone());
         host.interval = Duration::from_millis(u64::from(model.interval_ms.max(1)));
-        let capacity = history_capacity(retention, host.interval);
-        host.history.set_capacity(capacity);
         let revision = model.schema.revision;
+        if self.schemas_sent.insert(revision) {
+            self.store_ops.push(StoreOp::Schema(Arc::new(model.schema.clone())));
+        }
         host.model = Some(model);
         match host.pending.take() {
             Some(pending) if pending.schema_revision == revision => {
@@ -612,10 +688,16 @@ impl Registry {
         let Some(host) = self.hosts.get_mut(&key) else { return Vec::new() };
         let taken = crate::time::from_unix_ms(metrics.taken_at_ms);
         let delay = now.wall.duration_since(taken).map_or(0.0, |d| d.as_secs_f64());
+        let stored = metrics.clone();
         let replies = Self::apply_metrics(host, metrics, &mut self.counters, now, self.retention);
         if replies.is_empty() {
             self.ingest_delay.observe(delay);
             self.outbox.push(Change::Sample(host.id.clone()));
+            self.store_ops.push(StoreOp::Samples {
+                host: key,
+                epoch: host.epoch,
+                samples: vec![stored],
+            });
         }
         replies
     }
@@ -645,7 +727,7 @@ impl Registry {
         host.last_seq = Some(metrics.seq);
         let previous = host.values.as_deref().zip(host.last_taken_ms).map(|(v, t)| (t, v));
         let point = host.layout.point(previous, metrics.taken_at_ms, &metrics.values);
-        host.history.push(point);
+        host.last_point = Some(point);
         host.groups.update(
             &metrics.values,
             metrics.taken_at_ms,
@@ -684,6 +766,16 @@ impl Registry {
                 now,
                 &mut self.outbox,
             );
+        }
+    }
+
+    /// Credits every host that was not down the time the collector itself
+    /// was away (`stalled`): silence the collector caused is not the
+    /// agent's.
+    pub fn forgive(&mut self, stalled: Duration) {
+        let now = Instant::now();
+        for host in self.hosts.values_mut().filter(|h| h.state != State::Down) {
+            host.last_seen = (host.last_seen + stalled).min(now);
         }
     }
 
@@ -744,8 +836,11 @@ impl Registry {
 }
 
 /// History points for a host sampling every `interval`.
-fn history_capacity(retention: Duration, interval: Duration) -> usize {
-    (retention.as_secs_f64() / interval.as_secs_f64().max(0.001)).ceil() as usize
+/// A random epoch for a session of an agent that names none.
+fn session_epoch() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_le_bytes(bytes).max(1)
 }
 
 fn round_secs(d: Duration) -> Duration {

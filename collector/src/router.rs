@@ -37,6 +37,10 @@ use crate::{
 /// How often silent hosts are checked.
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
+/// A loop turn this much later than due means the collector itself did not
+/// run.
+const STALL: Duration = Duration::from_secs(2);
+
 /// The router thread's state.
 pub struct Router {
     /// The bound ROUTER socket.
@@ -65,6 +69,11 @@ pub struct Router {
     pub max_rate: f64,
     /// Per-agent token buckets.
     pub buckets: std::cell::RefCell<HashMap<PublicKey, Bucket>>,
+    /// The history store's writer: samples go to it, acknowledgements
+    /// come back from it.
+    pub writer: crate::store::writer::Handle,
+    /// When acknowledgements go out.
+    pub acks: std::cell::RefCell<crate::acks::AckPacer>,
 }
 
 /// A token bucket: `rate` tokens a second, at most `2 × rate` saved up.
@@ -102,9 +111,18 @@ impl Router {
     /// Only when the socket itself fails; per-message problems are logged and
     /// counted.
     pub fn serve(self, stop: &AtomicBool) -> anyhow::Result<()> {
+        let result = self.serve_until(stop);
+        // The store's writer finishes what it holds before the process ends.
+        self.writer.stop();
+        result
+    }
+
+    fn serve_until(&self, stop: &AtomicBool) -> anyhow::Result<()> {
+        use std::os::fd::AsRawFd as _;
         let mut next_sweep = Instant::now() + SWEEP_EVERY;
         let mut next_ping = Instant::now() + self.ping_interval;
         let mut generation = self.allowlist_generation.load(Ordering::Relaxed);
+        let mut last_turn = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let now_generation = self.allowlist_generation.load(Ordering::Relaxed);
             if now_generation != generation {
@@ -112,11 +130,24 @@ impl Router {
                 self.revoke_unlisted();
             }
             let wait = next_sweep.saturating_duration_since(Instant::now());
-            let mut items =
-                [self.socket.as_poll_item(zmq::POLLIN), self.monitor.as_poll_item(zmq::POLLIN)];
+            let acks_fd = self.writer.fd().as_raw_fd();
+            let mut items = [
+                self.socket.as_poll_item(zmq::POLLIN),
+                self.monitor.as_poll_item(zmq::POLLIN),
+                zmq::PollItem::from_fd(acks_fd, zmq::POLLIN),
+            ];
             match zmq::poll(&mut items, i64::try_from(wait.as_millis()).unwrap_or(250).max(1)) {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => return Err(e.into()),
+            }
+            let acks_ready = items[2].is_readable();
+            // The loop turns at least every SWEEP_EVERY; a much longer pause
+            // means this process did not run (stopped, a stalled VM). Read
+            // what queued meanwhile before judging any host.
+            let stalled = last_turn.elapsed();
+            last_turn = Instant::now();
+            if stalled > STALL {
+                self.recover_from_stall(stalled)?;
             }
             self.pump_monitor()?;
             // Bounded, so a flood cannot starve the sweep and pings.
@@ -125,6 +156,10 @@ impl Router {
                     break;
                 }
             }
+            if acks_ready {
+                self.acks.borrow_mut().offer(self.writer.take_acks());
+            }
+            self.send_acks();
             let now = Instant::now();
             if now >= next_sweep {
                 let events = {
@@ -144,6 +179,61 @@ impl Router {
         }
         debug!("Router stopped.");
         Ok(())
+    }
+
+    /// After the collector itself did not run for `stalled`: every queued
+    /// message is read first, and hosts are credited the time the
+    /// collector was away, so none is marked stale or down for it.
+    fn recover_from_stall(&self, stalled: Duration) -> anyhow::Result<()> {
+        warn!(
+            stalled_ms = stalled.as_millis() as u64,
+            "The collector did not run for a while (stopped or starved); reading what queued before judging liveness."
+        );
+        while self.receive_one()? {}
+        self.lock().forgive(stalled);
+        Ok(())
+    }
+
+    /// Sends the acknowledgements the store's writer has ready, to agents
+    /// that speak version 4 and are connected with that epoch.
+    fn send_acks(&self) {
+        let acks = self.acks.borrow_mut().due(Instant::now());
+        if acks.is_empty() {
+            return;
+        }
+        let targets: Vec<(Vec<u8>, u16, curvemon_protocol::Ack)> = {
+            let reg = self.lock();
+            acks.into_iter()
+                .filter_map(|a| {
+                    let host = reg.get(&a.host)?;
+                    (host.version >= 4
+                        && host.epoch == a.epoch
+                        && host.state != crate::registry::State::Down)
+                        .then(|| {
+                            (
+                                host.routing_id.clone(),
+                                host.version,
+                                curvemon_protocol::Ack { epoch: a.epoch, seq: a.seq },
+                            )
+                        })
+                })
+                .collect()
+        };
+        for (routing, version, ack) in targets {
+            self.send(&routing, &Message::Ack(ack), version);
+        }
+    }
+
+    /// Hands what the registry produced for the store to its writer.
+    fn to_store(&self, ops: Vec<crate::store::writer::Op>) {
+        for op in ops {
+            if !self.writer.send(op) {
+                // Counted by the writer's handle; agents send it again.
+                debug!(
+                    "The store's queue is full; dropped a write (not acknowledged, so it comes again)."
+                );
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -209,11 +299,15 @@ impl Router {
         let peer = Peer { key, routing_id: routing.to_vec(), address, pinned, version };
         match codec::decode(&payload) {
             Ok(message) => {
-                let (replies, events) = {
+                if matches!(message, Message::Hello(_)) {
+                    self.acks.borrow_mut().forget(&peer.key);
+                }
+                let (replies, events, ops) = {
                     let mut reg = self.lock();
                     let replies = reg.on_message(&peer, message, Now::current());
-                    (replies, self.take_events(&mut reg))
+                    (replies, self.take_events(&mut reg), reg.drain_store_ops())
                 };
+                self.to_store(ops);
                 self.publish(events);
                 for reply in replies {
                     self.send(&peer.routing_id, &reply, peer.version);

@@ -226,7 +226,7 @@ pub fn event(registry: &Registry, change: &Change) -> Option<EventData> {
     };
     let host = registry.by_id(id)?;
     let view = HostView::new(host, registry, false)?;
-    let last = (kind == "sample").then(|| host.history.since(0).last()).flatten();
+    let last = (kind == "sample").then_some(host.last_point.as_ref()).flatten();
     let point = last.map(PointView::from);
     let fresh = last.is_some_and(|p| host.groups.history.back().is_some_and(|g| g.t_ms == p.t_ms));
     let groups = fresh.then(|| groups_now(host));

@@ -135,6 +135,20 @@ async fn the_dashboard_follows_the_fleet_live() {
     .await;
     std::fs::write(screenshot_path("host.png"), page.screenshot().await.unwrap()).unwrap();
 
+    // The 7-day range reads the store; the points taken so far are all in
+    // it, the first one still the oldest.
+    let oldest = js(page, "return curvemon.hostRange()[1]").await;
+    js(
+        page,
+        r#"document.querySelector('#host-range button[data-range="604800"]').click(); return 0"#,
+    )
+    .await;
+    wait_js(page, "the 7-day range", "return curvemon.hostRange()", |v| {
+        v[0] == json!(604_800) && v[1].as_u64() <= oldest.as_u64() && v[1].as_u64().is_some()
+    })
+    .await;
+    assert!(js(page, "return curvemon.hostPoints()").await.as_u64() > first.as_u64());
+
     let errors = js(page, "return curvemon.errors()").await;
     assert_eq!(errors, json!([]), "no script errors");
     let delays: Vec<f64> =

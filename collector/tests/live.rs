@@ -175,7 +175,7 @@ fn metrics_pass_promtool_and_match_what_agents_sent() {
     let _collector = fleet.start_collector(&[], "collector.log");
     let _agent = fleet.start_agent("scraped", &keys, &["--interval", "300ms"]);
     let host =
-        fleet.wait_host("scraped", "samples", LIMIT, |h| h["latest"]["seq"].as_u64() >= Some(3));
+        fleet.wait_host("scraped", "samples", LIMIT, |h| h["latest"]["seq"].as_u64() >= Some(5));
     let _stream = SseClient::connect(fleet.http_port, "/api/stream", None);
 
     let (status, text) = http_get(fleet.http_port, "/metrics").unwrap();

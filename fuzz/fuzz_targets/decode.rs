@@ -25,6 +25,18 @@ fuzz_target!(|frame: &[u8]| {
             curvemon_protocol::Message::CheckResults(results) => {
                 let _ = curvemon_protocol::validate::check_results(results);
             }
+            curvemon_protocol::Message::Resume(resume) => {
+                let _ = curvemon_protocol::validate::resume(resume);
+            }
+            curvemon_protocol::Message::Backfill(backfill) => {
+                let _ = curvemon_protocol::validate::backfill(backfill);
+            }
+            curvemon_protocol::Message::Schema(record) => {
+                let _ = curvemon_protocol::validate::schema(&record.schema);
+            }
+            curvemon_protocol::Message::Gap(gap) => {
+                let _ = curvemon_protocol::validate::gap(gap);
+            }
             _ => {}
         }
         let again = curvemon_protocol::encode(&message);

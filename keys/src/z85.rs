@@ -8,7 +8,7 @@ const ALPHABET: &[u8; 85] =
 ///
 /// Returns `None` for other lengths: Z85 has no padding.
 pub fn encode(data: &[u8]) -> Option<String> {
-    if data.len() % 4 != 0 {
+    if !data.len().is_multiple_of(4) {
         return None;
     }
     let mut out = String::with_capacity(data.len() / 4 * 5);
@@ -30,7 +30,7 @@ pub fn encode(data: &[u8]) -> Option<String> {
 /// group whose value overflows 32 bits.
 pub fn decode(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
-    if bytes.len() % 5 != 0 {
+    if !bytes.len().is_multiple_of(5) {
         return None;
     }
     let mut out = Vec::with_capacity(bytes.len() / 5 * 4);

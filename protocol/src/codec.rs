@@ -16,7 +16,7 @@ pub const MAGIC: [u8; 4] = *b"CMON";
 /// The newest protocol version this build speaks. Bump it on any change
 /// that old peers cannot decode; `docs/protocol.md` lists what each version
 /// added.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The oldest version this build still speaks: a collector accepts agents
 /// of every version from here to [`PROTOCOL_VERSION`], and answers each in

@@ -16,6 +16,8 @@
 //! - [`sketch`]: the mergeable distribution application timers travel as.
 //! - [`check`]: availability checks (version 3): declared after each
 //!   hello, results by id.
+//! - [`delivery`]: acknowledged delivery (version 4): resume, ack,
+//!   backfill, gaps.
 //! - [`codec`]: the only place that turns messages into bytes and back.
 //! - [`error`]: why a frame could not be decoded.
 //! - [`validate`]: what a collector accepts of what an agent declares.
@@ -25,6 +27,7 @@
 pub mod app;
 pub mod check;
 pub mod codec;
+pub mod delivery;
 pub mod error;
 pub mod message;
 pub mod metrics;
@@ -43,6 +46,7 @@ pub use codec::{
     MAGIC, MAX_FRAME_BYTES, MIN_VERSION, PROTOCOL_VERSION, decode, decode_versioned, encode,
     peek_version,
 };
+pub use delivery::{Ack, Backfill, Gap, GapReason, Resume, SchemaRecord};
 pub use error::DecodeError;
 pub use message::{Bye, Hello, Message, Ping, Reject, RejectReason};
 pub use metrics::Metrics;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     app::{AppSeries, Sample},
     check::{CheckResults, Checks},
+    delivery::{Ack, Backfill, Gap, Resume, SchemaRecord},
     metrics::Metrics,
     model::Model,
 };
@@ -45,6 +46,17 @@ pub enum Message {
     Checks(Checks),
     /// Agent → collector (version 3): probes that finished.
     CheckResults(CheckResults),
+    /// Agent → collector (version 4), after every hello: its epoch and the
+    /// range of samples it holds.
+    Resume(Resume),
+    /// Collector → agent (version 4): samples up to here are stored.
+    Ack(Ack),
+    /// Agent → collector (version 4): spooled samples, oldest first.
+    Backfill(Backfill),
+    /// Agent → collector (version 4): a schema backfilled samples use.
+    Schema(SchemaRecord),
+    /// Agent → collector (version 4): samples it took and lost.
+    Gap(Gap),
 }
 
 impl Message {
@@ -62,6 +74,11 @@ impl Message {
             Message::Sample(_) => "sample",
             Message::Checks(_) => "checks",
             Message::CheckResults(_) => "check_results",
+            Message::Resume(_) => "resume",
+            Message::Ack(_) => "ack",
+            Message::Backfill(_) => "backfill",
+            Message::Schema(_) => "schema",
+            Message::Gap(_) => "gap",
         }
     }
 
@@ -70,6 +87,11 @@ impl Message {
         match self {
             Message::AppSeries(_) | Message::Sample(_) => 2,
             Message::Checks(_) | Message::CheckResults(_) => 3,
+            Message::Resume(_)
+            | Message::Ack(_)
+            | Message::Backfill(_)
+            | Message::Schema(_)
+            | Message::Gap(_) => 4,
             _ => 1,
         }
     }

@@ -22,7 +22,9 @@ use std::collections::HashSet;
 
 use thiserror::Error;
 
-use crate::{AppKind, AppSeries, CheckResults, Checks, Hello, Model, Schema};
+use crate::{
+    AppKind, AppSeries, Backfill, CheckResults, Checks, Gap, Hello, Model, Resume, Schema,
+};
 
 /// Families in one model.
 pub const MAX_FAMILIES: usize = 10_000;
@@ -195,6 +197,12 @@ pub enum ModelError {
         /// What is wrong.
         problem: &'static str,
     },
+    /// A delivery message (version 4) that contradicts itself.
+    #[error("{problem}")]
+    Delivery {
+        /// What is wrong.
+        problem: &'static str,
+    },
     /// The schema's revision is not the hash of its content.
     #[error("schema revision {claimed:016x} does not match its content ({computed:016x})")]
     Revision {
@@ -226,11 +234,12 @@ impl ModelError {
             ModelError::CheckName { .. } => "check_name",
             ModelError::DuplicateCheck { .. } => "duplicate_check",
             ModelError::CheckResult { .. } => "check_result",
+            ModelError::Delivery { .. } => "delivery",
         }
     }
 
     /// Every value [`ModelError::reason`] can return.
-    pub const REASONS: [&'static str; 17] = [
+    pub const REASONS: [&'static str; 18] = [
         "metric_name",
         "reserved_name",
         "label_name",
@@ -248,6 +257,7 @@ impl ModelError {
         "check_name",
         "duplicate_check",
         "check_result",
+        "delivery",
     ];
 }
 
@@ -525,6 +535,59 @@ pub fn check_results(message: &CheckResults) -> Result<(), ModelError> {
         if let Some(failure) = &result.failure {
             text("a check's failure detail", &failure.detail, MAX_DETAIL_LEN)?;
         }
+    }
+    Ok(())
+}
+
+/// Samples in one `Backfill`.
+pub const MAX_BACKFILL: usize = 1_000;
+
+/// Checks a `Resume`: an epoch, and the oldest held sample not after the
+/// next one.
+///
+/// # Errors
+/// [`ModelError::Delivery`].
+pub fn resume(message: &Resume) -> Result<(), ModelError> {
+    if message.epoch == 0 || message.oldest_seq > message.next_seq || message.oldest_seq == 0 {
+        return Err(ModelError::Delivery {
+            problem: "a resume without an epoch or with its oldest sample after its next",
+        });
+    }
+    Ok(())
+}
+
+/// Checks a `Backfill`: at most [`MAX_BACKFILL`] samples, in increasing
+/// order, none empty beyond the series limit.
+///
+/// # Errors
+/// [`ModelError::Delivery`] or [`ModelError::TooMany`].
+pub fn backfill(message: &Backfill) -> Result<(), ModelError> {
+    if message.samples.len() > MAX_BACKFILL {
+        return Err(ModelError::TooMany {
+            what: "backfilled samples".into(),
+            count: message.samples.len(),
+            max: MAX_BACKFILL,
+        });
+    }
+    if message.samples.windows(2).any(|w| w[0].seq >= w[1].seq) {
+        return Err(ModelError::Delivery { problem: "backfilled samples out of order" });
+    }
+    if message.samples.iter().any(|s| s.values.len() > MAX_SERIES || s.seq == 0) {
+        return Err(ModelError::Delivery {
+            problem: "a backfilled sample with seq 0 or too many values",
+        });
+    }
+    Ok(())
+}
+
+/// Checks a `Gap`: a range of samples and of times, in order.
+///
+/// # Errors
+/// [`ModelError::Delivery`].
+pub fn gap(message: &Gap) -> Result<(), ModelError> {
+    if message.from_seq == 0 || message.from_seq > message.to_seq || message.from_ms > message.to_ms
+    {
+        return Err(ModelError::Delivery { problem: "a gap whose end is before its start" });
     }
     Ok(())
 }

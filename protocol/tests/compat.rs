@@ -52,5 +52,10 @@ fn version_2_bytes_are_stable() {
 #[test]
 fn version_3_bytes_are_stable() {
     check(3);
-    assert_eq!(PROTOCOL_VERSION, 3, "a new version needs its own golden directory and test");
+}
+
+#[test]
+fn version_4_bytes_are_stable() {
+    check(4);
+    assert_eq!(PROTOCOL_VERSION, 4, "a new version needs its own golden directory and test");
 }

@@ -375,12 +375,12 @@ impl Apps {
             Some(id) => *id,
             None => match self.statsd_series(origin, metric) {
                 Some(id) => {
-                    if let Some(series) = self.series.get_mut(&id) {
-                        if series.raw_keys.len() < RAW_KEYS_PER_SERIES {
-                            let raw: Box<str> = self.raw.as_str().into();
-                            series.raw_keys.push(raw.clone());
-                            self.by_raw.insert(raw, id);
-                        }
+                    if let Some(series) = self.series.get_mut(&id)
+                        && series.raw_keys.len() < RAW_KEYS_PER_SERIES
+                    {
+                        let raw: Box<str> = self.raw.as_str().into();
+                        series.raw_keys.push(raw.clone());
+                        self.by_raw.insert(raw, id);
                     }
                     id
                 }

@@ -354,17 +354,17 @@ fn password(
             Err(err(f.span().start, "give `password` or `password_file`, not both".into()))
         }
         (Some(p), None) => {
-            if let Ok(meta) = std::fs::metadata(file) {
-                if meta.mode() & 0o004 != 0 {
-                    return Err(err(
-                        p.span().start,
-                        format!(
-                            "password: {} can be read by every user; use password_file, or chmod o-r {}",
-                            file.display(),
-                            file.display()
-                        ),
-                    ));
-                }
+            if let Ok(meta) = std::fs::metadata(file)
+                && meta.mode() & 0o004 != 0
+            {
+                return Err(err(
+                    p.span().start,
+                    format!(
+                        "password: {} can be read by every user; use password_file, or chmod o-r {}",
+                        file.display(),
+                        file.display()
+                    ),
+                ));
             }
             Ok(Some(Secret(Zeroizing::new(p.get_ref().clone()))))
         }

@@ -98,10 +98,10 @@ impl StatusRule {
     /// What is expected.
     pub fn class(text: &str) -> Result<StatusRule, String> {
         let lower = text.to_ascii_lowercase();
-        if let Some(d) = lower.strip_suffix("xx") {
-            if let Ok(class @ 1..=5) = d.parse::<u16>() {
-                return Ok(StatusRule::Class(class));
-            }
+        if let Some(d) = lower.strip_suffix("xx")
+            && let Ok(class @ 1..=5) = d.parse::<u16>()
+        {
+            return Ok(StatusRule::Class(class));
         }
         match text.parse::<u16>() {
             Ok(code @ 100..=599) => Ok(StatusRule::Code(code)),

@@ -60,10 +60,10 @@ impl Redis {
         }
         // The role is a bonus: a user whose ACL forbids ROLE still passes.
         conn.send(&command(&["ROLE"]), "sending ROLE")?;
-        if let Reply::Array(Some(items)) = reader.next(conn, "waiting for the ROLE reply")? {
-            if let Some(Reply::Bulk(Some(role))) = items.first() {
-                record.server = String::from_utf8_lossy(role).into_owned();
-            }
+        if let Reply::Array(Some(items)) = reader.next(conn, "waiting for the ROLE reply")?
+            && let Some(Reply::Bulk(Some(role))) = items.first()
+        {
+            record.server = String::from_utf8_lossy(role).into_owned();
         }
         let _ = conn.send(&command(&["QUIT"]), "sending QUIT");
         Ok(())

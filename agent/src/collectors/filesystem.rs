@@ -215,10 +215,11 @@ impl Filesystem {
     /// The mounts to measure, parsing mountinfo only when it changed.
     fn mounts(&mut self, roots: &Roots) -> Result<Vec<Mount>, ProcReadError> {
         let path = roots.path("self/mountinfo");
-        if let Some((cached, mounts)) = &self.mounts {
-            if *cached == path && !self.changed(&path) {
-                return Ok(mounts.clone());
-            }
+        if let Some((cached, mounts)) = &self.mounts
+            && *cached == path
+            && !self.changed(&path)
+        {
+            return Ok(mounts.clone());
         }
         let text = self.files.read(path.clone())?;
         let infos = MountInfos::from_read(text.as_bytes())

@@ -26,7 +26,7 @@ pub fn parse(text: &str) -> Result<Vec<(String, f64)>, String> {
         let (proto, rest) =
             line.split_once(':').ok_or_else(|| format!("no `PROTO:` in {line:?}"))?;
         let words: Vec<&str> = rest.split_whitespace().collect();
-        if words.len() % 2 != 0 {
+        if !words.len().is_multiple_of(2) {
             return Err(format!("{proto}: odd number of words in {rest:?}"));
         }
         for pair in words.chunks_exact(2) {

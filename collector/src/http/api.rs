@@ -63,6 +63,41 @@ pub struct StatsView {
     pub hosts_stale: usize,
     /// Hosts per state.
     pub hosts_down: usize,
+    /// The history store's counters.
+    pub store: StoreView,
+}
+
+/// The history store's counters, as `/api/stats` shows them.
+#[derive(Debug, Serialize)]
+pub struct StoreView {
+    /// Samples written.
+    pub samples: u64,
+    /// Samples dropped as already stored.
+    pub duplicates: u64,
+    /// Transactions that failed.
+    pub errors: u64,
+    /// Bytes of samples held.
+    pub bytes: u64,
+    /// Samples reported lost, by reason.
+    pub lost: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl StoreView {
+    fn new(s: &crate::store::writer::StoreStats) -> StoreView {
+        use std::sync::atomic::Ordering::Relaxed;
+        StoreView {
+            samples: s.stored.load(Relaxed),
+            duplicates: s.duplicates.load(Relaxed),
+            errors: s.errors.load(Relaxed),
+            bytes: s.bytes.load(Relaxed),
+            lost: crate::store::writer::REASONS
+                .iter()
+                .zip(&s.lost)
+                .filter(|(r, _)| crate::store::counts_as_lost(**r))
+                .map(|(r, n)| (r.as_str(), n.load(Relaxed)))
+                .collect(),
+        }
+    }
 }
 
 /// `GET /api/stats`: counters of what the collector received and refused.
@@ -75,6 +110,7 @@ pub async fn stats(State(state): State<AppState>) -> Json<StatsView> {
         hosts_up: count(Liveness::Up),
         hosts_stale: count(Liveness::Stale),
         hosts_down: count(Liveness::Down),
+        store: StoreView::new(&state.store_stats),
     })
 }
 
@@ -89,7 +125,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     };
     let rendered = {
         let reg = registry(&state);
-        crate::exposition::render(&reg, &stats, streams)
+        crate::exposition::render(&reg, &stats, streams, &state.store_stats)
     };
     match rendered {
         Ok(text) => {

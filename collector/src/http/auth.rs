@@ -59,16 +59,16 @@ pub async fn require(State(auth): State<HttpAuth>, request: Request, next: Next)
     if auth.metrics_public && request.uri().path() == "/metrics" {
         return next.run(request).await;
     }
-    if let Some(given) = query_token(&request) {
-        if same(given.as_bytes(), token.as_bytes()) {
-            // Set the cookie and drop the token from the address bar.
-            let mut response = Redirect::to(request.uri().path()).into_response();
-            let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().insert(header::SET_COOKIE, value);
-            }
-            return response;
+    if let Some(given) = query_token(&request)
+        && same(given.as_bytes(), token.as_bytes())
+    {
+        // Set the cookie and drop the token from the address bar.
+        let mut response = Redirect::to(request.uri().path()).into_response();
+        let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().insert(header::SET_COOKIE, value);
         }
+        return response;
     }
     match presented(&request) {
         Some(given) if same(given.as_bytes(), token.as_bytes()) => next.run(request).await,

@@ -28,8 +28,13 @@ use crate::{history::FIELDS, stream::Event};
 /// Query of `GET /api/hosts/{id}/history`.
 #[derive(Debug, Deserialize)]
 pub struct HistoryQuery {
-    /// Unix milliseconds or RFC 3339; default: everything kept.
+    /// Unix milliseconds or RFC 3339; default: an hour ago.
     since: Option<String>,
+    /// Unix milliseconds or RFC 3339; default: now.
+    until: Option<String>,
+    /// At most this many points: more are put in time buckets (average,
+    /// minimum and maximum); default 4,000.
+    points: Option<usize>,
     /// Comma-separated field names (see `docs/operations.md`), `cores` for
     /// per-CPU busy percent; default: all.
     metric: Option<String>,
@@ -55,63 +60,172 @@ fn parse_since(text: &str) -> Result<u64, String> {
     Ok(t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
 }
 
-/// `GET /api/hosts/{id}/history?since=...&metric=...`: columns of points,
-/// `{"t": [...], "cpu_percent": [...], "cores": [[cpu0...], [cpu1...]]}`,
-/// the shape charting libraries take.
+/// `GET /api/hosts/{id}/history?since=...&until=...&points=N&metric=...`:
+/// columns of points from the history store, `{"t": [...], "cpu_percent":
+/// [...], "cores": [[cpu0...], ...]}`, the shape charting libraries take;
+/// bucketed when there are more than `points` (then `step_ms` is the
+/// bucket width and `min` and `max` hold each field's extremes), with the
+/// losses recorded in the range (`gaps`).
 pub async fn history(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<HistoryQuery>,
 ) -> Response {
-    let since = match since(q.since.as_deref()) {
-        Ok(since) => since,
+    let now = crate::time::now_ms();
+    let since = match q.since.as_deref().map(parse_since).transpose() {
+        Ok(since) => since.unwrap_or(now.saturating_sub(3_600_000)),
         Err(e) => return bad_request(e),
     };
-    let wanted: Vec<&str> = match &q.metric {
-        Some(list) => list.split(',').map(str::trim).filter(|m| !m.is_empty()).collect(),
-        None => FIELDS.iter().copied().chain(["cores"]).collect(),
+    let until = match q.until.as_deref().map(parse_since).transpose() {
+        Ok(until) => until.unwrap_or(now),
+        Err(e) => return bad_request(e),
     };
-    if let Some(unknown) = wanted.iter().find(|m| **m != "cores" && !FIELDS.contains(m)) {
+    let wanted: Vec<String> = match &q.metric {
+        Some(list) => {
+            list.split(',').map(str::trim).filter(|m| !m.is_empty()).map(String::from).collect()
+        }
+        None => FIELDS.iter().copied().chain(["cores"]).map(String::from).collect(),
+    };
+    if let Some(unknown) = wanted.iter().find(|m| *m != "cores" && !FIELDS.contains(&m.as_str())) {
         return bad_request(format!(
             "unknown metric {unknown:?}; expected some of {}, cores",
             FIELDS.join(", ")
         ));
     }
-    let reg = state.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(host) = reg.by_id(&id) else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": format!("no host with id {id:?}") })),
-        )
-            .into_response();
+    let Some(key) = host_key(&state, &id) else { return no_host(&id) };
+    let store = std::sync::Arc::clone(&state.store);
+    let read = tokio::task::spawn_blocking(move || {
+        let points = store.points(&key, since, until)?;
+        let gaps = store.gaps(&key, since.saturating_sub(86_400_000), until)?;
+        Ok::<_, crate::store::StoreError>((points, gaps))
+    })
+    .await;
+    let (points, gaps) = match read {
+        Ok(Ok(read)) => read,
+        Ok(Err(e)) => return unavailable(&e),
+        Err(e) => return unavailable(&e),
     };
-    let points: Vec<_> = host.history.since(since).collect();
-    let finite = |v: f32| if v.is_finite() { Value::from(f64::from(v)) } else { Value::Null };
+    let series =
+        crate::store::query::bucket(&points.items, since, until, q.points.unwrap_or(4_000));
+    let column = |col: &[Option<f32>]| {
+        Value::from(
+            col.iter()
+                .map(|v| v.map_or(Value::Null, |v| Value::from(f64::from(v))))
+                .collect::<Vec<_>>(),
+        )
+    };
     let mut out = BTreeMap::new();
-    out.insert("t".to_string(), Value::from(points.iter().map(|p| p.t_ms).collect::<Vec<_>>()));
+    out.insert("t".to_string(), Value::from(series.t.clone()));
+    let (mut min, mut max) = (serde_json::Map::new(), serde_json::Map::new());
     for name in &wanted {
-        if *name == "cores" {
-            let cores = points.iter().map(|p| p.cores.len()).max().unwrap_or(0);
-            let columns: Vec<Value> = (0..cores)
-                .map(|c| {
-                    Value::from(
-                        points
-                            .iter()
-                            .map(|p| p.cores.get(c).map_or(Value::Null, |v| finite(*v)))
-                            .collect::<Vec<_>>(),
-                    )
-                })
-                .collect();
-            out.insert("cores".into(), Value::from(columns));
-        } else if let Some(i) = FIELDS.iter().position(|f| f == name) {
+        if name == "cores" {
             out.insert(
-                (*name).to_string(),
-                Value::from(points.iter().map(|p| finite(p.fields[i])).collect::<Vec<_>>()),
+                "cores".into(),
+                Value::from(series.cores.iter().map(|c| column(c)).collect::<Vec<_>>()),
             );
+        } else if let Some(i) = FIELDS.iter().position(|f| f == name) {
+            out.insert(name.clone(), column(&series.avg[i]));
+            if series.step_ms > 0 {
+                min.insert(name.clone(), column(&series.min[i]));
+                max.insert(name.clone(), column(&series.max[i]));
+            }
         }
     }
-    drop(reg);
+    if series.step_ms > 0 {
+        out.insert("step_ms".into(), Value::from(series.step_ms));
+        out.insert("min".into(), Value::Object(min));
+        out.insert("max".into(), Value::Object(max));
+    }
+    let gaps: Vec<Value> = gaps
+        .into_iter()
+        .filter(|g| g.gap.to_ms >= since)
+        .map(|g| json!({ "from_ms": g.gap.from_ms, "to_ms": g.gap.to_ms, "from_seq": g.gap.from_seq, "to_seq": g.gap.to_seq, "samples": g.lost, "reason": g.gap.reason.as_str() }))
+        .collect();
+    out.insert("gaps".into(), Value::from(gaps));
+    if points.damaged > 0 {
+        out.insert("damaged".into(), Value::from(points.damaged));
+    }
     Json(out).into_response()
+}
+
+/// Query of `GET /api/hosts/{id}/samples`.
+#[derive(Debug, Deserialize)]
+pub struct SamplesQuery {
+    /// Unix milliseconds or RFC 3339; default: an hour ago.
+    since: Option<String>,
+    /// Unix milliseconds or RFC 3339; default: now.
+    until: Option<String>,
+    /// Series to include by index in the sample's schema (optional).
+    value: Option<usize>,
+}
+
+/// `GET /api/hosts/{id}/samples?since=&until=&value=I`: the stored samples
+/// themselves, in time order: `epoch`, `seq` and `t` columns (and the
+/// `value` of series I), so that what was stored can be checked against
+/// what was taken.
+pub async fn samples(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<SamplesQuery>,
+) -> Response {
+    let now = crate::time::now_ms();
+    let since = match q.since.as_deref().map(parse_since).transpose() {
+        Ok(since) => since.unwrap_or(now.saturating_sub(3_600_000)),
+        Err(e) => return bad_request(e),
+    };
+    let until = match q.until.as_deref().map(parse_since).transpose() {
+        Ok(until) => until.unwrap_or(now),
+        Err(e) => return bad_request(e),
+    };
+    let Some(key) = host_key(&state, &id) else { return no_host(&id) };
+    let store = std::sync::Arc::clone(&state.store);
+    let read = match tokio::task::spawn_blocking(move || store.samples(&key, since, until)).await {
+        Ok(Ok(read)) => read,
+        Ok(Err(e)) => return unavailable(&e),
+        Err(e) => return unavailable(&e),
+    };
+    let mut out = serde_json::Map::new();
+    out.insert("epoch".into(), Value::from(read.items.iter().map(|s| s.epoch).collect::<Vec<_>>()));
+    out.insert("seq".into(), Value::from(read.items.iter().map(|s| s.seq).collect::<Vec<_>>()));
+    out.insert("t".into(), Value::from(read.items.iter().map(|s| s.t_ms).collect::<Vec<_>>()));
+    if let Some(i) = q.value {
+        let values: Vec<Value> = read
+            .items
+            .iter()
+            .map(|s| {
+                s.values.get(i).filter(|v| v.is_finite()).map_or(Value::Null, |v| Value::from(*v))
+            })
+            .collect();
+        out.insert("value".into(), Value::from(values));
+    }
+    out.insert("damaged".into(), Value::from(read.damaged));
+    Json(Value::Object(out)).into_response()
+}
+
+fn host_key(state: &AppState, id: &str) -> Option<curvemon_keys::PublicKey> {
+    let reg = state.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    reg.by_id(id).map(|h| h.key).or_else(|| {
+        // A host the store knows from before a restart: its id is its key.
+        let bytes: Vec<u8> = (0..id.len())
+            .step_by(2)
+            .filter_map(|i| id.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+            .collect();
+        <[u8; 32]>::try_from(bytes).ok().map(curvemon_keys::PublicKey::from_bytes)
+    })
+}
+
+fn no_host(id: &str) -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({ "error": format!("no host with id {id:?}") })))
+        .into_response()
+}
+
+fn unavailable(e: &dyn std::fmt::Display) -> Response {
+    tracing::warn!(error = %e, "Cannot read the history store.");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "error": format!("the history store cannot be read: {e}") })),
+    )
+        .into_response()
 }
 
 /// Query of `GET /api/hosts/{id}/groups`.

@@ -27,6 +27,10 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Who may ask.
     pub auth: auth::HttpAuth,
+    /// The history store (read off the async workers).
+    pub store: Arc<dyn crate::store::Store>,
+    /// Its writer's counters.
+    pub store_stats: Arc<crate::store::writer::StoreStats>,
 }
 
 /// The collector's routes.
@@ -37,6 +41,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/hosts", get(api::hosts))
         .route("/api/hosts/{id}", get(api::host))
         .route("/api/hosts/{id}/history", get(live::history))
+        .route("/api/hosts/{id}/samples", get(live::samples))
         .route("/api/hosts/{id}/groups", get(live::groups))
         .route("/api/hosts/{id}/stream", get(live::host_stream))
         .route("/api/hosts/{id}/checks", get(checks::of_host))

@@ -86,16 +86,24 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `bin`. Agents get their StatsD sockets turned off through the
-    /// environment (tests run many agents at once, and a test that wants
-    /// StatsD passes `--statsd-*` flags, which win).
+    /// Starts `bin`. Agents get their StatsD sockets turned off and their
+    /// spool kept in memory through the environment (tests run many agents
+    /// at once; a test that wants either passes `--statsd-*` or
+    /// `--spool-dir` flags, which win); a collector keeps its store next to
+    /// its log, in `data-NAME/` (a restarted collector of the same name
+    /// finds it again).
     pub fn spawn(bin: &Path, args: &[&str], log: PathBuf, name: &str) -> Proc {
         let file = std::fs::File::create(&log).unwrap();
+        let data: String =
+            name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let data = log.parent().unwrap_or(Path::new("/tmp")).join(format!("data-{data}"));
         let child = Command::new(bin)
             .args(args)
             .env("CURVEMON_STATSD_UDP", "off")
             .env("CURVEMON_STATSD_UNIX", "off")
             .env("CURVEMON_STATSD_STREAM", "off")
+            .env("CURVEMON_SPOOL_DIR", "off")
+            .env("CURVEMON_DATA_DIR", data)
             .env(
                 "RUST_LOG",
                 std::env::var("CURVEMON_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -223,9 +231,18 @@ impl Fleet {
         proc
     }
 
-    /// Starts an agent with a key directory from [`Fleet::agent_keys`].
+    /// Starts an agent with a key directory from [`Fleet::agent_keys`] and
+    /// a spool of its own (`spool-KEYDIR-NAME/`, kept across restarts).
     pub fn start_agent(&self, name: &str, keys: &Path, extra: &[&str]) -> Proc {
+        // Keyed by the agent's keys and its name: tests run two agents with
+        // one name or one key, and a spool directory is locked by its agent.
+        let key_dir = keys.file_name().unwrap().to_string_lossy();
+        let spool = self.path(&format!("spool-{key_dir}-{name}"));
+        let spool = spool.to_str().unwrap().to_string();
         let mut args = vec!["--keys", keys.to_str().unwrap(), "--name", name];
+        if !extra.contains(&"--spool-dir") {
+            args.extend(["--spool-dir", &spool]);
+        }
         args.extend_from_slice(extra);
         let endpoint = self.endpoint();
         args.push(&endpoint);

@@ -1,10 +1,10 @@
 //! One example of every message, shared by the round-trip and golden tests.
 
 use curvemon_protocol::{
-    AppInstance, AppKind, AppPoint, AppSeries, AppSeriesDecl, AppValue, Bye, CheckFailure,
-    CheckKind, CheckResult, CheckResults, CheckSpec, Checks, FailureReason, Family, Hello,
-    HostValues, Kind, Label, Message, Metrics, Model, Phase, PhaseTime, Ping, Reject, RejectReason,
-    Sample, Schema, Sketch,
+    Ack, AppInstance, AppKind, AppPoint, AppSeries, AppSeriesDecl, AppValue, Backfill, Bye,
+    CheckFailure, CheckKind, CheckResult, CheckResults, CheckSpec, Checks, FailureReason, Family,
+    Gap, GapReason, Hello, HostValues, Kind, Label, Message, Metrics, Model, Phase, PhaseTime,
+    Ping, Reject, RejectReason, Resume, Sample, Schema, SchemaRecord, Sketch,
 };
 
 /// A name for each example (the golden file's stem) and the message.
@@ -26,6 +26,7 @@ pub fn examples() -> Vec<(&'static str, Message)> {
             series: vec![vec![]],
         },
     ]);
+    let schema_copy = schema.clone();
     vec![
         (
             "hello",
@@ -209,6 +210,46 @@ pub fn examples() -> Vec<(&'static str, Message)> {
                         server: "15.8".into(),
                     },
                 ],
+            }),
+        ),
+        (
+            "resume",
+            Message::Resume(Resume {
+                epoch: 0x5eed_0000_cafe_f00d,
+                oldest_seq: 4_001,
+                next_seq: 4_700,
+            }),
+        ),
+        ("ack", Message::Ack(Ack { epoch: 0x5eed_0000_cafe_f00d, seq: 4_250 })),
+        (
+            "backfill",
+            Message::Backfill(Backfill {
+                samples: vec![
+                    Metrics {
+                        seq: 4_251,
+                        taken_at_ms: 1_763_760_004_251,
+                        schema_revision: 0x0123_4567_89ab_cdef,
+                        values: vec![1234.5, 99.25, 0.42],
+                    },
+                    Metrics {
+                        seq: 4_252,
+                        taken_at_ms: 1_763_760_005_251,
+                        schema_revision: 0x0123_4567_89ab_cdef,
+                        values: vec![1235.5, 99.5, 0.40],
+                    },
+                ],
+            }),
+        ),
+        ("schema", Message::Schema(SchemaRecord { schema: schema_copy })),
+        (
+            "gap",
+            Message::Gap(Gap {
+                epoch: 0x5eed_0000_cafe_f00d,
+                from_seq: 3_001,
+                to_seq: 4_000,
+                from_ms: 1_763_759_000_000,
+                to_ms: 1_763_759_999_000,
+                reason: GapReason::SpoolFull,
             }),
         ),
     ]

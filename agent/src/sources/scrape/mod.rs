@@ -141,10 +141,11 @@ impl Health {
                 if self.last_error.take().is_some() {
                     info!(url = %target.url, app = %target.app, "Scrape target answers again.");
                 }
-                if parsed.bad_lines > 0 && self.bad_lines == 0.0 {
-                    if let Some((line, why)) = &parsed.first_bad {
-                        warn!(url = %target.url, line, why, skipped = parsed.bad_lines, "Skipped lines of a scraped page that do not parse.");
-                    }
+                if parsed.bad_lines > 0
+                    && self.bad_lines == 0.0
+                    && let Some((line, why)) = &parsed.first_bad
+                {
+                    warn!(url = %target.url, line, why, skipped = parsed.bad_lines, "Skipped lines of a scraped page that do not parse.");
                 }
                 self.up = 1.0;
                 self.series = parsed.series.len() as f64;

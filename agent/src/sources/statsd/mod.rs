@@ -139,10 +139,10 @@ pub struct Statsd {
 /// Binds a Unix socket at `path`, taking over a stale file but never one
 /// that another process still serves.
 fn unix_path(path: &Path) -> Result<(), String> {
-    if let Some(dir) = path.parent() {
-        if !dir.exists() {
-            return Err(format!("{} does not exist", dir.display()));
-        }
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        return Err(format!("{} does not exist", dir.display()));
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
