@@ -219,22 +219,10 @@ pub(crate) fn run(bin_dir: &Path, work: &Path) -> anyhow::Result<Figures> {
         std::fs::copy(dir.join("agent.key"), keys.join(format!("authorized_agents/bf-{i}.key")))?;
         fill_spool(&dir.join("spool"), &schema, &real, backlog)?;
     }
-    let (zmq, http) = (crate::free_port()?, crate::free_port()?);
-    let listen = format!("tcp://127.0.0.1:{zmq}");
-    let http = format!("127.0.0.1:{http}");
-    let data = work.join("bf-data");
-    let _collector = crate::spawn(
+    let (_collector, listen, http) = crate::collector(
         &collector_bin,
-        &[
-            "--keys",
-            keys_s,
-            "--listen",
-            &listen,
-            "--http",
-            &http,
-            "--data-dir",
-            data.to_str().context("path")?,
-        ],
+        keys_s,
+        &work.join("bf-data"),
         &work.join("bf-collector.log"),
     )?;
     let metrics_url = format!("http://{http}/metrics");

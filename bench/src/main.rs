@@ -151,6 +151,22 @@ impl Drop for Killed {
     }
 }
 
+/// A collector on free loopback ports, its store in `data`; with its
+/// agent endpoint and HTTP address.
+fn collector(
+    bin: &Path,
+    keys: &str,
+    data: &Path,
+    log: &Path,
+) -> anyhow::Result<(Killed, String, String)> {
+    let (zmq_port, http_port) = (free_port()?, free_port()?);
+    let listen = format!("tcp://127.0.0.1:{zmq_port}");
+    let http = format!("127.0.0.1:{http_port}");
+    let data = data.to_str().context("path")?;
+    let args = ["--keys", keys, "--listen", &listen, "--http", &http, "--data-dir", data];
+    Ok((spawn(bin, &args, log)?, listen, http))
+}
+
 fn spawn(bin: &Path, args: &[&str], log: &Path) -> anyhow::Result<Killed> {
     let child = Command::new(bin)
         .args(args)
@@ -315,23 +331,8 @@ fn run(bin_dir: &Path, node_exporter: &Path, work: &Path, seconds: u64) -> anyho
         .map(|spec| format!("{} = \"1s\"\n", spec.name))
         .collect();
     std::fs::write(&every_family, format!("[intervals]\n{intervals}"))?;
-    let (zmq_port, http_port) = (free_port()?, free_port()?);
-    let listen = format!("tcp://127.0.0.1:{zmq_port}");
-    let http = format!("127.0.0.1:{http_port}");
-    let _collector = spawn(
-        &collector_bin,
-        &[
-            "--keys",
-            keys_s,
-            "--listen",
-            &listen,
-            "--http",
-            &http,
-            "--data-dir",
-            work.join("data").to_str().context("path")?,
-        ],
-        &work.join("collector.log"),
-    )?;
+    let (_collector, listen, http) =
+        collector(&collector_bin, keys_s, &work.join("data"), &work.join("collector.log"))?;
     // StatsD on (UDP and the stream socket), idle in the first window.
     let udp = free_port()?;
     let udp_s = format!("127.0.0.1:{udp}");

@@ -348,11 +348,15 @@ fn an_outage_longer_than_the_spool_drops_the_oldest_and_says_so() {
     assert!(seqs.contains(&(last_missing + 1)), "the next one after the drop is kept");
     assert!(dropped >= 12, "{dropped}");
     // Counted on both sides: the agent's dropped counter, and the
-    // collector's samples lost (only those it did not already have).
-    let agent_dropped = wait_for("the agent's dropped counter", LIMIT, || {
+    // collector's samples lost (only those it did not already have). The
+    // agent's counter travels in its next sample (a sample's own append
+    // may drop one more), so it is read until it has caught up.
+    let agent_dropped = wait_for("the agent's dropped counter to catch up", LIMIT, || {
         metric(&fleet, "curvemon_agent_dropped_samples_total", &[("host", "small")])
+            .filter(|n| *n as u64 >= dropped)
     });
     assert_eq!(agent_dropped as u64, dropped);
+    assert_eq!(gaps(&fleet, &id), g, "no drop after the spool drained");
     let lost = metric(&fleet, "curvemon_collector_samples_lost_total", &[("reason", "spool_full")]);
     assert_eq!(lost, Some(missing as f64));
     assert_eq!(g.iter().map(|g| g.2).sum::<u64>(), missing);

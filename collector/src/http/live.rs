@@ -71,13 +71,8 @@ pub async fn history(
     Path(id): Path<String>,
     Query(q): Query<HistoryQuery>,
 ) -> Response {
-    let now = crate::time::now_ms();
-    let since = match q.since.as_deref().map(parse_since).transpose() {
-        Ok(since) => since.unwrap_or(now.saturating_sub(3_600_000)),
-        Err(e) => return bad_request(e),
-    };
-    let until = match q.until.as_deref().map(parse_since).transpose() {
-        Ok(until) => until.unwrap_or(now),
+    let (since, until) = match time_range(q.since.as_deref(), q.until.as_deref()) {
+        Ok(range) => range,
         Err(e) => return bad_request(e),
     };
     let wanted: Vec<String> = match &q.metric {
@@ -148,6 +143,14 @@ pub async fn history(
     Json(out).into_response()
 }
 
+/// `since` and `until` as Unix ms (default: the last hour).
+fn time_range(since: Option<&str>, until: Option<&str>) -> Result<(u64, u64), String> {
+    let now = crate::time::now_ms();
+    let since = since.map(parse_since).transpose()?;
+    let until = until.map(parse_since).transpose()?;
+    Ok((since.unwrap_or(now.saturating_sub(3_600_000)), until.unwrap_or(now)))
+}
+
 /// Query of `GET /api/hosts/{id}/samples`.
 #[derive(Debug, Deserialize)]
 pub struct SamplesQuery {
@@ -168,13 +171,8 @@ pub async fn samples(
     Path(id): Path<String>,
     Query(q): Query<SamplesQuery>,
 ) -> Response {
-    let now = crate::time::now_ms();
-    let since = match q.since.as_deref().map(parse_since).transpose() {
-        Ok(since) => since.unwrap_or(now.saturating_sub(3_600_000)),
-        Err(e) => return bad_request(e),
-    };
-    let until = match q.until.as_deref().map(parse_since).transpose() {
-        Ok(until) => until.unwrap_or(now),
+    let (since, until) = match time_range(q.since.as_deref(), q.until.as_deref()) {
+        Ok(range) => range,
         Err(e) => return bad_request(e),
     };
     let Some(key) = host_key(&state, &id) else { return no_host(&id) };

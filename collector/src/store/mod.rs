@@ -329,6 +329,51 @@ impl std::ops::Deref for DbGuard<'_> {
     }
 }
 
+impl RedbStore {
+    /// `host`'s items taken in `from_ms..=to_ms`, from its blocks (decoded
+    /// by `from_block`) and its recent entries (turned by `from_recent`),
+    /// in time order; damaged ones skipped and counted.
+    fn read_range<T>(
+        &self,
+        host: &PublicKey,
+        from_ms: u64,
+        to_ms: u64,
+        from_block: impl Fn(&[u8]) -> Result<Vec<T>, BlockError>,
+        from_recent: impl Fn(Stored) -> T,
+        t_of: impl Fn(&T) -> u64,
+    ) -> Result<Read<T>, StoreError> {
+        let p = &self.path;
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(|e| io(p, e))?;
+        let mut read = Read::default();
+        let blocks = txn.open_table(BLOCKS).map_err(|e| io(p, e))?;
+        let lo = key4(host, from_ms.saturating_sub(MAX_BLOCK_SPAN_MS), 0, 0);
+        let hi = key4(host, to_ms, u64::MAX, u64::MAX);
+        for entry in blocks.range(lo.as_slice()..=hi.as_slice()).map_err(|e| io(p, e))? {
+            let (_, v) = entry.map_err(|e| io(p, e))?;
+            match from_block(v.value()) {
+                Ok(items) => read
+                    .items
+                    .extend(items.into_iter().filter(|i| (from_ms..=to_ms).contains(&t_of(i)))),
+                Err(e) => damaged(&mut read.damaged, host, &e),
+            }
+        }
+        let recent = txn.open_table(RECENT).map_err(|e| io(p, e))?;
+        let lo = key3(host, 0, 0);
+        let hi = key3(host, u64::MAX, u64::MAX);
+        for entry in recent.range(lo.as_slice()..=hi.as_slice()).map_err(|e| io(p, e))? {
+            let (_, v) = entry.map_err(|e| io(p, e))?;
+            match block::decode_recent(v.value()) {
+                Ok(s) if (from_ms..=to_ms).contains(&s.t_ms) => read.items.push(from_recent(s)),
+                Ok(_) => {}
+                Err(e) => damaged(&mut read.damaged, host, &e),
+            }
+        }
+        read.items = by_time(read.items, t_of);
+        Ok(read)
+    }
+}
+
 /// Puts items in time order.
 fn by_time<T>(mut items: Vec<T>, t: impl Fn(&T) -> u64) -> Vec<T> {
     items.sort_by_key(|i| t(i));
@@ -518,35 +563,15 @@ impl Store for RedbStore {
         from_ms: u64,
         to_ms: u64,
     ) -> Result<Read<Point>, StoreError> {
-        let p = &self.path;
-        let db = self.db()?;
-        let txn = db.begin_read().map_err(|e| io(p, e))?;
-        let mut read = Read::default();
-        let blocks = txn.open_table(BLOCKS).map_err(|e| io(p, e))?;
-        let lo = key4(host, from_ms.saturating_sub(MAX_BLOCK_SPAN_MS), 0, 0);
-        let hi = key4(host, to_ms, u64::MAX, u64::MAX);
-        for entry in blocks.range(lo.as_slice()..=hi.as_slice()).map_err(|e| io(p, e))? {
-            let (_, v) = entry.map_err(|e| io(p, e))?;
-            match block::decode_points(v.value()) {
-                Ok((_, _, points)) => read
-                    .items
-                    .extend(points.into_iter().filter(|pt| (from_ms..=to_ms).contains(&pt.t_ms))),
-                Err(e) => damaged(&mut read.damaged, host, &e),
-            }
-        }
-        let recent = txn.open_table(RECENT).map_err(|e| io(p, e))?;
-        let lo = key3(host, 0, 0);
-        let hi = key3(host, u64::MAX, u64::MAX);
-        for entry in recent.range(lo.as_slice()..=hi.as_slice()).map_err(|e| io(p, e))? {
-            let (_, v) = entry.map_err(|e| io(p, e))?;
-            match block::decode_recent(v.value()) {
-                Ok(s) if (from_ms..=to_ms).contains(&s.t_ms) => read.items.push(s.point),
-                Ok(_) => {}
-                Err(e) => damaged(&mut read.damaged, host, &e),
-            }
-        }
-        read.items = by_time(read.items, |pt| pt.t_ms);
-        Ok(read)
+        // Only the dashboard's columns of each block are decoded.
+        self.read_range(
+            host,
+            from_ms,
+            to_ms,
+            |bytes| block::decode_points(bytes).map(|(_, _, points)| points),
+            |stored| stored.point,
+            |point| point.t_ms,
+        )
     }
 
     fn samples(
@@ -555,35 +580,14 @@ impl Store for RedbStore {
         from_ms: u64,
         to_ms: u64,
     ) -> Result<Read<Stored>, StoreError> {
-        let p = &self.path;
-        let db = self.db()?;
-        let txn = db.begin_read().map_err(|e| io(p, e))?;
-        let mut read = Read::default();
-        let blocks = txn.open_table(BLOCKS).map_err(|e| io(p, e))?;
-        let lo = key4(host, from_ms.saturating_sub(MAX_BLOCK_SPAN_MS), 0, 0);
-        let hi = key4(host, to_ms, u64::MAX, u64::MAX);
-        for entry in blocks.range(lo.as_slice()..=hi.as_slice()).map_err(|e| io(p, e))? {
-            let (_, v) = entry.map_err(|e| io(p, e))?;
-            match block::decode_block(v.value()) {
-                Ok((_, samples)) => read
-                    .items
-                    .extend(samples.into_iter().filter(|s| (from_ms..=to_ms).contains(&s.t_ms))),
-                Err(e) => damaged(&mut read.damaged, host, &e),
-            }
-        }
-        let recent = txn.open_table(RECENT).map_err(|e| io(p, e))?;
-        let lo = key3(host, 0, 0);
-        let hi = key3(host, u64::MAX, u64::MAX);
-        for entry in recent.range(lo.as_slice()..=hi.as_slice()).map_err(|e| io(p, e))? {
-            let (_, v) = entry.map_err(|e| io(p, e))?;
-            match block::decode_recent(v.value()) {
-                Ok(s) if (from_ms..=to_ms).contains(&s.t_ms) => read.items.push(s),
-                Ok(_) => {}
-                Err(e) => damaged(&mut read.damaged, host, &e),
-            }
-        }
-        read.items = by_time(read.items, |s| s.t_ms);
-        Ok(read)
+        self.read_range(
+            host,
+            from_ms,
+            to_ms,
+            |bytes| block::decode_block(bytes).map(|(_, samples)| samples),
+            |stored| stored,
+            |stored| stored.t_ms,
+        )
     }
 
     fn gaps(
