@@ -161,10 +161,6 @@ fn write_store(
     Ok((cpu, wall, store, host))
 }
 
-fn get(url: &str) -> anyhow::Result<String> {
-    crate::get(url)
-}
-
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
@@ -226,7 +222,7 @@ pub(crate) fn run(bin_dir: &Path, work: &Path) -> anyhow::Result<Figures> {
         &work.join("bf-collector.log"),
     )?;
     let metrics_url = format!("http://{http}/metrics");
-    crate::wait_until("the collector", || get(&metrics_url).is_ok())?;
+    crate::wait_until("the collector", || crate::get(&metrics_url).is_ok())?;
     let start = Instant::now();
     let mut procs = Vec::new();
     for i in 0..agents {
@@ -257,9 +253,9 @@ pub(crate) fn run(bin_dir: &Path, work: &Path) -> anyhow::Result<Figures> {
             bail!("the backlog was not stored in 10 minutes ({stored} of {want})");
         }
         std::thread::sleep(Duration::from_millis(500));
-        stored = metric(&get(&metrics_url)?, "curvemon_collector_store_samples_total");
+        stored = metric(&crate::get(&metrics_url)?, "curvemon_collector_store_samples_total");
         // How old each host's newest live sample is, once it has one.
-        if let Ok(body) = get(&hosts_url) {
+        if let Ok(body) = crate::get(&hosts_url) {
             let hosts: serde_json::Value = serde_json::from_str(&body)?;
             let now = std::time::SystemTime::now();
             for h in hosts.as_array().into_iter().flatten() {
