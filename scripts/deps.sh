@@ -11,7 +11,8 @@
 #     tests: scripts/test sets CURVEMON_TEST_DEPS): the availability checks'
 #     tests run real servers, each on its own ports and data directory,
 #     started by the tests (the packages' own services are not used), and
-#     make self-signed certificates.
+#     make self-signed certificates; victoria-metrics (with prometheus)
+#     receives the collector's remote write.
 #   nodejs, npm: install the dashboard's chart library (uPlot, pinned in
 #     collector/web/package-lock.json), which the collector embeds.
 #   python3 with venv: the example application and the tests' StatsD and
@@ -20,7 +21,7 @@ curvemon_sudo=""
 [ "$(id -u)" -eq 0 ] || curvemon_sudo="sudo"
 curvemon_need=()
 curvemon_pkgs=(libzmq3-dev pkg-config systemd curl prometheus-node-exporter prometheus chromium chromium-driver)
-[ -z "${CURVEMON_TEST_DEPS:-}" ] || curvemon_pkgs+=(redis-server postgresql rabbitmq-server openssl)
+[ -z "${CURVEMON_TEST_DEPS:-}" ] || curvemon_pkgs+=(redis-server postgresql rabbitmq-server openssl victoria-metrics)
 for pkg in "${curvemon_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || curvemon_need+=("$pkg")
 done

@@ -122,7 +122,7 @@ fn write_store(
 ) -> anyhow::Result<(f64, f64, Arc<RedbStore>, PublicKey)> {
     let store = Arc::new(RedbStore::open(dir)?);
     let retention = Retention { age: Duration::from_secs(30 * 86_400), bytes: u64::MAX };
-    let handle = writer::start(Arc::clone(&store) as Arc<dyn Store>, retention)?;
+    let handle = writer::start(Arc::clone(&store) as Arc<dyn Store>, retention, false)?;
     let host = PublicKey::from_bytes([7; 32]);
     let epoch = 42;
     handle.send(Op::Schema(Arc::new(schema.clone())));
@@ -143,7 +143,7 @@ fn write_store(
                 })
                 .collect();
             sent += batch.len();
-            if !handle.send(Op::Samples { host, epoch, samples: batch }) {
+            if !handle.send(Op::Samples { host, epoch, name: Arc::from("bench"), samples: batch }) {
                 bail!("the store's queue is full");
             }
         }

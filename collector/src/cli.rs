@@ -86,6 +86,10 @@ pub struct RunArgs {
     /// authorized_agents/ [default: ~/.config/curvemon/keys].
     #[arg(long, env = "CURVEMON_KEYS", value_name = "DIR")]
     pub keys: Option<PathBuf>,
+    /// The config file (remote-write targets), e.g.
+    /// /etc/curvemon/collector.toml.
+    #[arg(long, env = "CURVEMON_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// ZeroMQ endpoint agents connect to.
     #[arg(
         long,

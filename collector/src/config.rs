@@ -39,6 +39,8 @@ pub struct Config {
     pub max_rate: f64,
     /// Steps application timers merge in.
     pub app_step: Duration,
+    /// What the config file adds (remote-write targets).
+    pub file: crate::config_file::FileConfig,
 }
 
 impl Config {
@@ -86,7 +88,12 @@ impl Config {
                 args.http
             ),
         };
+        let file = match &args.config {
+            Some(path) => crate::config_file::load(path)?,
+            None => crate::config_file::FileConfig::default(),
+        };
         Ok(Config {
+            file,
             keys_dir,
             listen: args.listen,
             http: args.http,

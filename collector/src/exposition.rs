@@ -20,6 +20,7 @@ use curvemon_protocol::Kind;
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
 use crate::{
+    export::remote_write::TargetStats,
     registry::{Host, Registry, State},
     stats::StatsSnapshot,
     store::writer::StoreStats,
@@ -303,6 +304,7 @@ pub fn gather(
     stats: &StatsSnapshot,
     streams: StreamStats,
     store: &StoreStats,
+    exports: &[(String, std::sync::Arc<TargetStats>)],
 ) -> Vec<MetricFamily> {
     let mut out = Families::default();
     let mut hosts: Vec<&Host> = registry.hosts().filter(|h| h.hostname.is_some()).collect();
@@ -376,6 +378,7 @@ pub fn gather(
     crate::apps::expose::series(registry, &mut out);
     crate::checks::expose::series(registry, &mut out);
     crate::store::expose::series(store, &mut out);
+    crate::export::expose::series(exports, &mut out);
     out.add(
         "curvemon_collector_app_series_left_out",
         "Application series left out of this exposition: a name another type or a histogram's parts take, or the same series twice.",
@@ -399,7 +402,8 @@ pub fn render(
     stats: &StatsSnapshot,
     streams: StreamStats,
     store: &StoreStats,
+    exports: &[(String, std::sync::Arc<TargetStats>)],
 ) -> Result<String, prometheus::Error> {
-    let families = gather(registry, stats, streams, store);
+    let families = gather(registry, stats, streams, store, exports);
     prometheus::TextEncoder::new().encode_to_string(&families)
 }

@@ -19,7 +19,9 @@ pub mod auth;
 pub mod checks;
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod derive;
+pub mod export;
 pub mod exposition;
 pub mod groups;
 pub mod handshakes;
@@ -89,7 +91,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let writer = store::writer::start(
         Arc::clone(&store),
         store::writer::Retention { age: config.retention, bytes: config.retention_size },
+        !config.file.remote_write.is_empty(),
     )?;
+    let exporter = export::remote_write::Exporter::start(
+        Arc::clone(&store),
+        config.file.remote_write.clone(),
+        Arc::clone(&registry),
+    )?;
+    let exports = Arc::new(exporter.stats.clone());
     let stats = Arc::new(stats::Stats::default());
     let hub = Arc::new(stream::Hub::new(config.stream_queue));
     let allowlist_generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -151,6 +160,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         auth,
         store,
         store_stats,
+        exports,
     });
     // A fixed send buffer per HTTP connection: Linux would otherwise grow it
     // toward 4 MiB for a live-stream client that stopped reading, before the
@@ -169,6 +179,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let joined = tokio::task::spawn_blocking(move || {
         let zap = zap_thread.join();
         let router = router_thread.join();
+        // After the router (whose writer commits what it holds last).
+        exporter.stop();
         (zap, router)
     })
     .await?;

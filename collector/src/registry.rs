@@ -472,6 +472,7 @@ impl Registry {
                 self.store_ops.push(StoreOp::Samples {
                     host: peer.key,
                     epoch,
+                    name: Arc::from(host.label()),
                     samples: backfill.samples,
                 });
                 Vec::new()
@@ -696,6 +697,7 @@ impl Registry {
             self.store_ops.push(StoreOp::Samples {
                 host: key,
                 epoch: host.epoch,
+                name: Arc::from(host.label()),
                 samples: vec![stored],
             });
         }

@@ -234,7 +234,7 @@ proptest! {
             }
         }
         let rendered =
-            exposition::render(&registry, &Stats::default().snapshot(), StreamStats::default(), &Default::default());
+            exposition::render(&registry, &Stats::default().snapshot(), StreamStats::default(), &Default::default(), &[]);
         prop_assert!(rendered.is_ok(), "{rendered:?}");
         for last in last_ids {
             let _ = hub.subscribe(None, Some(last));

@@ -125,7 +125,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     };
     let rendered = {
         let reg = registry(&state);
-        crate::exposition::render(&reg, &stats, streams, &state.store_stats)
+        crate::exposition::render(&reg, &stats, streams, &state.store_stats, &state.exports)
     };
     match rendered {
         Ok(text) => {

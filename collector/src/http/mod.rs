@@ -31,6 +31,8 @@ pub struct AppState {
     pub store: Arc<dyn crate::store::Store>,
     /// Its writer's counters.
     pub store_stats: Arc<crate::store::writer::StoreStats>,
+    /// Each remote-write target's counters.
+    pub exports: Arc<Vec<(String, Arc<crate::export::remote_write::TargetStats>)>>,
 }
 
 /// The collector's routes.

@@ -21,6 +21,7 @@
 
 pub mod block;
 pub(crate) mod expose;
+pub mod journal;
 pub mod query;
 pub mod seqs;
 pub mod writer;
@@ -50,8 +51,12 @@ const RECENT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("recent");
 const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
 /// Samples lost (key: host, first lost sample's time, epoch, first seq).
 const GAPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("gaps");
-/// Totals (`bytes`: of samples stored).
+/// Totals (`bytes`: of samples stored; `journal_next`, `journal_total`).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The export journal (key: its order), see [`journal`].
+const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
+/// Each export's position in the journal (the last entry it delivered).
+const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 
 /// The store file's name in the data directory.
 pub const FILE: &str = "store.redb";
@@ -93,6 +98,8 @@ pub struct Batch {
     pub gaps: Vec<(PublicKey, StoredGap)>,
     /// Hosts whose accounted samples changed, as they are now.
     pub hosts: Vec<(PublicKey, HostSeq)>,
+    /// Export journal entries (their `total` is set by the store).
+    pub journal: Vec<journal::Entry>,
 }
 
 /// What a read found, and what it could not read.
@@ -118,6 +125,9 @@ pub struct Retained {
     /// Bytes of samples left.
     pub bytes: u64,
 }
+
+/// Journal entries by position; a damaged one as its error.
+pub type JournalRead = Vec<(u64, Result<journal::Entry, BlockError>)>;
 
 /// What the rest of the collector needs of a history store.
 pub trait Store: Send + Sync {
@@ -189,6 +199,38 @@ pub trait Store: Send + Sync {
 
     /// Bytes of samples stored.
     fn bytes(&self) -> u64;
+
+    /// Up to `limit` journal entries after position `after`, in order.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn journal(&self, after: u64, limit: usize) -> Result<JournalRead, StoreError>;
+
+    /// The journal's last position and its running sample total.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn journal_head(&self) -> Result<(u64, u64), StoreError>;
+
+    /// An export's position, if it has one.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn cursor(&self, export: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Moves an export's position to `to`, and deletes the journal entries
+    /// every export has passed.
+    ///
+    /// # Errors
+    /// The transaction did not commit.
+    fn advance(&self, export: &str, to: u64) -> Result<(), StoreError>;
+
+    /// Forgets the positions of exports not in `exports` (no longer
+    /// configured), and with none left, the whole journal.
+    ///
+    /// # Errors
+    /// The transaction did not commit.
+    fn keep_exports(&self, exports: &[String]) -> Result<(), StoreError>;
 
     /// Reopens the file after an I/O error (which redb keeps reporting on
     /// an open file until it is reopened).
@@ -308,6 +350,8 @@ impl RedbStore {
             txn.open_table(BLOCKS).map_err(|e| io(path, e))?;
             txn.open_table(GAPS).map_err(|e| io(path, e))?;
             txn.open_table(META).map_err(|e| io(path, e))?;
+            txn.open_table(JOURNAL).map_err(|e| io(path, e))?;
+            txn.open_table(CURSORS).map_err(|e| io(path, e))?;
         }
         txn.commit().map_err(|e| io(path, e))
     }
@@ -464,6 +508,22 @@ impl Store for RedbStore {
             let mut meta = txn.open_table(META).map_err(|e| io(p, e))?;
             let bytes = meta.get("bytes").map_err(|e| io(p, e))?.map_or(0, |v| v.value());
             meta.insert("bytes", bytes + added).map_err(|e| io(p, e))?;
+            if !batch.journal.is_empty() {
+                let mut journal = txn.open_table(JOURNAL).map_err(|e| io(p, e))?;
+                let get = |meta: &redb::Table<&str, u64>, k: &str| {
+                    meta.get(k).map(|v| v.map_or(0, |v| v.value()))
+                };
+                let mut next = get(&meta, "journal_next").map_err(|e| io(p, e))?.max(1);
+                let mut total = get(&meta, "journal_total").map_err(|e| io(p, e))?;
+                for entry in &batch.journal {
+                    total += entry.count;
+                    let entry = journal::Entry { total, ..entry.clone() };
+                    journal.insert(next, entry.encode().as_slice()).map_err(|e| io(p, e))?;
+                    next += 1;
+                }
+                meta.insert("journal_next", next).map_err(|e| io(p, e))?;
+                meta.insert("journal_total", total).map_err(|e| io(p, e))?;
+            }
         }
         txn.commit().map_err(|e| io(p, e))
     }
@@ -694,6 +754,68 @@ impl Store for RedbStore {
         let db = Database::create(&self.path).map_err(|e| io(&self.path, e))?;
         *guard = Some(db);
         Ok(())
+    }
+
+    fn journal(&self, after: u64, limit: usize) -> Result<JournalRead, StoreError> {
+        let p = &self.path;
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(|e| io(p, e))?;
+        let table = txn.open_table(JOURNAL).map_err(|e| io(p, e))?;
+        let mut out = Vec::new();
+        for entry in table.range(after.saturating_add(1)..).map_err(|e| io(p, e))?.take(limit) {
+            let (k, v) = entry.map_err(|e| io(p, e))?;
+            out.push((k.value(), journal::Entry::decode(v.value())));
+        }
+        Ok(out)
+    }
+
+    fn journal_head(&self) -> Result<(u64, u64), StoreError> {
+        let p = &self.path;
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(|e| io(p, e))?;
+        let meta = txn.open_table(META).map_err(|e| io(p, e))?;
+        let get = |k: &str| meta.get(k).map(|v| v.map_or(0, |v| v.value())).map_err(|e| io(p, e));
+        Ok((get("journal_next")?.saturating_sub(1), get("journal_total")?))
+    }
+
+    fn cursor(&self, export: &str) -> Result<Option<u64>, StoreError> {
+        let p = &self.path;
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(|e| io(p, e))?;
+        let table = txn.open_table(CURSORS).map_err(|e| io(p, e))?;
+        Ok(table.get(export).map_err(|e| io(p, e))?.map(|v| v.value()))
+    }
+
+    fn advance(&self, export: &str, to: u64) -> Result<(), StoreError> {
+        let p = &self.path;
+        let db = self.db()?;
+        let txn = db.begin_write().map_err(|e| io(p, e))?;
+        {
+            let mut cursors = txn.open_table(CURSORS).map_err(|e| io(p, e))?;
+            cursors.insert(export, to).map_err(|e| io(p, e))?;
+            let mut slowest = u64::MAX;
+            for entry in cursors.iter().map_err(|e| io(p, e))? {
+                slowest = slowest.min(entry.map_err(|e| io(p, e))?.1.value());
+            }
+            let mut journal = txn.open_table(JOURNAL).map_err(|e| io(p, e))?;
+            journal.retain_in(..=slowest, |_, _| false).map_err(|e| io(p, e))?;
+        }
+        txn.commit().map_err(|e| io(p, e))
+    }
+
+    fn keep_exports(&self, exports: &[String]) -> Result<(), StoreError> {
+        let p = &self.path;
+        let db = self.db()?;
+        let txn = db.begin_write().map_err(|e| io(p, e))?;
+        {
+            let mut cursors = txn.open_table(CURSORS).map_err(|e| io(p, e))?;
+            cursors.retain(|name, _| exports.iter().any(|e| e == name)).map_err(|e| io(p, e))?;
+            if exports.is_empty() {
+                let mut journal = txn.open_table(JOURNAL).map_err(|e| io(p, e))?;
+                journal.retain(|_, _| false).map_err(|e| io(p, e))?;
+            }
+        }
+        txn.commit().map_err(|e| io(p, e))
     }
 
     fn bytes(&self) -> u64 {

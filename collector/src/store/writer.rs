@@ -52,6 +52,8 @@ pub enum Op {
         host: PublicKey,
         /// Its epoch (a random one per session for agents that have none).
         epoch: u64,
+        /// The host's name now (for the export journal).
+        name: Arc<str>,
         /// The samples.
         samples: Vec<Metrics>,
     },
@@ -185,7 +187,12 @@ impl Handle {
 ///
 /// # Errors
 /// The store cannot be read at start, or no thread can be had.
-pub fn start(store: Arc<dyn Store>, retention: Retention) -> anyhow::Result<Handle> {
+/// Starts the writer; with `journal`, each batch's samples are also
+/// entered in the export journal (some export forwards them).
+///
+/// # Errors
+/// The store cannot be read, or the thread not started.
+pub fn start(store: Arc<dyn Store>, retention: Retention, journal: bool) -> anyhow::Result<Handle> {
     let seqs: HashMap<PublicKey, HostSeq> = store.hosts()?.into_iter().collect();
     let mut schemas = HashMap::new();
     for schema in store.schemas()? {
@@ -216,6 +223,7 @@ pub fn start(store: Arc<dyn Store>, retention: Retention) -> anyhow::Result<Hand
         prev: HashMap::new(),
         recent,
         retention,
+        journal,
         acks: acks_tx,
         poke,
         last_error_log: None,
@@ -236,6 +244,7 @@ struct Writer {
     /// Recent entries per host: how many, and the oldest's time.
     recent: HashMap<PublicKey, (usize, u64)>,
     retention: Retention,
+    journal: bool,
     acks: mpsc::Sender<Vec<AckOut>>,
     poke: UnixStream,
     last_error_log: Option<Instant>,
@@ -259,6 +268,32 @@ struct Pending {
     /// backfill batch: the agent waits for it).
     ack: HashMap<PublicKey, bool>,
     lost: Vec<(GapReason, u64)>,
+}
+
+/// Enters the samples `batch` gained from index `first` on (all of
+/// `host`, one epoch) in the export journal.
+fn journal_entry(batch: &mut Batch, first: usize, host: PublicKey, epoch: u64, name: &str) {
+    let added = &batch.samples[first..];
+    if added.is_empty() {
+        return;
+    }
+    let span = |f: fn(&Stored) -> u64| {
+        let values = added.iter().map(|(_, s)| f(s));
+        (values.clone().min().unwrap_or(0), values.max().unwrap_or(0))
+    };
+    let (from_seq, to_seq) = span(|s| s.seq);
+    let (from_ms, to_ms) = span(|s| s.t_ms);
+    batch.journal.push(super::journal::Entry {
+        host,
+        name: name.to_string(),
+        epoch,
+        from_seq,
+        to_seq,
+        from_ms,
+        to_ms,
+        count: added.len() as u64,
+        total: 0,
+    });
 }
 
 impl Writer {
@@ -373,9 +408,10 @@ impl Writer {
                 }
                 *pending.ack.entry(host).or_default() = true;
             }
-            Op::Samples { host, epoch, samples } => {
+            Op::Samples { host, epoch, name, samples } => {
                 // A live sample comes alone; a backfill batch in many.
                 let backfill = samples.len() > 1;
+                let first = pending.batch.samples.len();
                 {
                     let st = self.staged(pending, host);
                     if st.epoch != epoch {
@@ -403,6 +439,9 @@ impl Writer {
                     ));
                 }
                 *pending.ack.entry(host).or_default() |= backfill;
+                if self.journal {
+                    journal_entry(&mut pending.batch, first, host, epoch, &name);
+                }
             }
         }
     }

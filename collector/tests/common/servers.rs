@@ -396,3 +396,141 @@ impl Https {
         self.group.take();
     }
 }
+
+/// Prometheus (Debian's `prometheus`) as a remote-write receiver on a free
+/// port, with a data directory of its own that survives a restart, and an
+/// out-of-order window (samples an agent backfills after an outage are
+/// older than those it sent live).
+pub struct Prometheus {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    group: Option<Group>,
+}
+
+impl Prometheus {
+    pub fn start() -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("prometheus.yml"),
+            "global:\n  scrape_interval: 1m\nstorage:\n  tsdb:\n    out_of_order_time_window: 1h\n",
+        )
+        .unwrap();
+        let mut p = Prometheus { port: free_port(), dir, group: None };
+        p.start_again();
+        p
+    }
+
+    /// The receiver's URL.
+    pub fn write_url(&self) -> String {
+        format!("http://127.0.0.1:{}/api/v1/write", self.port)
+    }
+
+    /// Starts it again on its port and data.
+    pub fn start_again(&mut self) {
+        let d = self.dir.path();
+        let mut command = Command::new("prometheus");
+        command
+            .arg(format!("--config.file={}", d.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", d.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+            .arg("--web.enable-remote-write-receiver");
+        let log = d.join(format!("prometheus-{}.log", self.group.is_some() as u8));
+        let port = self.port;
+        let group = self.group.insert(Group::spawn(&mut command, &log));
+        group.wait_ready("prometheus to be ready", &log, || {
+            super::http_get(port, "/-/ready").is_some_and(|(s, _)| s == 200)
+        });
+    }
+
+    /// Stops it (SIGKILL: as a crash would; its WAL keeps what it took).
+    pub fn stop(&mut self) {
+        self.group.take();
+    }
+
+    /// Every raw sample of the series matching `selector` in the last
+    /// `range` (a PromQL duration): labels → (ms, value) pairs.
+    pub fn raw(&self, selector: &str, range: &str) -> Vec<(serde_json::Value, Vec<(u64, f64)>)> {
+        let query = format!("{selector}[{range}]");
+        let path = format!("/api/v1/query?query={}", super::url_encode(&query));
+        let Some((200, body)) = super::http_get(self.port, &path) else { return Vec::new() };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| {
+                let points = s["values"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| {
+                        let t = (p[0].as_f64().unwrap() * 1000.0).round() as u64;
+                        (t, p[1].as_str().unwrap().parse::<f64>().unwrap())
+                    })
+                    .collect();
+                (s["metric"].clone(), points)
+            })
+            .collect()
+    }
+}
+
+/// VictoriaMetrics (Debian's `victoria-metrics`) single-node on a free
+/// port, accepting remote write at `/api/v1/write`.
+pub struct VictoriaMetrics {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    group: Option<Group>,
+}
+
+impl VictoriaMetrics {
+    pub fn start() -> VictoriaMetrics {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut command = Command::new("victoria-metrics");
+        command
+            .arg(format!("-storageDataPath={}", dir.path().join("data").display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg("-retentionPeriod=1")
+            .arg("-search.latencyOffset=0s")
+            .arg("-search.disableCache");
+        let log = dir.path().join("vm.log");
+        let mut group = Group::spawn(&mut command, &log);
+        group.wait_ready("victoria-metrics to answer", &log, || {
+            super::http_get(port, "/health").is_some_and(|(s, _)| s == 200)
+        });
+        VictoriaMetrics { port, dir, group: Some(group) }
+    }
+
+    /// The receiver's URL.
+    pub fn write_url(&self) -> String {
+        format!("http://127.0.0.1:{}/api/v1/write", self.port)
+    }
+
+    /// Every raw sample of the series matching `selector` (its export API).
+    pub fn raw(&self, selector: &str) -> Vec<(serde_json::Value, Vec<(u64, f64)>)> {
+        let path = format!("/api/v1/export?match[]={}", super::url_encode(selector));
+        let Some((200, body)) = super::http_get(self.port, &path) else { return Vec::new() };
+        body.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|s| {
+                let t = s["timestamps"].as_array().cloned().unwrap_or_default();
+                let v = s["values"].as_array().cloned().unwrap_or_default();
+                let points = t
+                    .iter()
+                    .zip(v.iter())
+                    .map(|(t, v)| (t.as_u64().unwrap(), v.as_f64().unwrap_or(f64::NAN)))
+                    .collect();
+                (s["metric"].clone(), points)
+            })
+            .collect()
+    }
+}
+
+impl Drop for VictoriaMetrics {
+    fn drop(&mut self) {
+        self.group.take();
+        let _ = &self.dir;
+    }
+}
