@@ -114,13 +114,12 @@ pub struct RunArgs {
     /// Where the host's /etc is (os-release, machine-id).
     #[arg(long, env = "CURVEMON_ETC_ROOT", default_value = "/etc", value_name = "DIR")]
     pub etc_root: PathBuf,
-    /// The collector: `host`, `host:port` or `tcp://host:port` (port 5556 by default).
-    #[arg(
-        env = "CURVEMON_COLLECTOR",
-        value_name = "COLLECTOR",
-        required_unless_present = "list_collectors"
-    )]
-    pub collector: Option<String>,
+    /// The collector: `host`, `host:port` or `tcp://host:port` (port 5556
+    /// by default). Several: the agent stays on the first that works and
+    /// moves to the next when its connection fails or goes stale; SIGHUP
+    /// brings it back to the first [default: the config file's collector].
+    #[arg(env = "CURVEMON_COLLECTOR", value_name = "COLLECTOR", value_delimiter = ',')]
+    pub collector: Vec<String>,
 }
 
 /// How log lines look.

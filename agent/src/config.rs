@@ -17,8 +17,8 @@ pub struct Config {
     pub keys_dir: PathBuf,
     /// The collector's public certificate.
     pub collector_key: PathBuf,
-    /// `tcp://host:port`.
-    pub endpoint: String,
+    /// The collectors, `tcp://host:port`, in order of preference.
+    pub endpoints: Vec<String>,
     /// Sampling interval.
     pub interval: Duration,
     /// Reconnect after hearing nothing for this long.
@@ -52,9 +52,6 @@ impl Config {
     pub fn from_args(args: RunArgs) -> anyhow::Result<Self> {
         let keys_dir = curvemon_keys::keygen::key_dir(args.keys)?;
         let collector_key = args.collector_key.unwrap_or_else(|| keys_dir.join("collector.key"));
-        let collector =
-            args.collector.context("COLLECTOR is required (host, host:port or tcp://host:port)")?;
-        let endpoint = parse_endpoint(&collector)?;
         if args.interval < Duration::from_millis(100) {
             bail!("--interval {:?} is too short: at least 100ms", args.interval);
         }
@@ -66,6 +63,25 @@ impl Config {
             None => Options::load(std::path::Path::new(DEFAULT_CONFIG), false)?,
         };
         statsd_flags(&mut options, &args.statsd_udp, &args.statsd_unix, &args.statsd_stream)?;
+        let endpoints = if args.collector.is_empty() {
+            options.upstream.clone()
+        } else {
+            let mut endpoints = Vec::new();
+            for text in &args.collector {
+                let endpoint = parse_endpoint(text)?;
+                if endpoints.contains(&endpoint) {
+                    bail!("COLLECTOR {endpoint} is given twice");
+                }
+                endpoints.push(endpoint);
+            }
+            endpoints
+        };
+        if endpoints.is_empty() {
+            bail!(
+                "COLLECTOR is required (host, host:port or tcp://host:port; several for failover), \
+                 on the command line or as collector = [...] in the config file"
+            );
+        }
         let collectors =
             collectors::select(args.collectors.as_deref(), &options, &args.no_collector)?;
         if collectors.is_empty() {
@@ -79,7 +95,7 @@ impl Config {
         Ok(Config {
             keys_dir,
             collector_key,
-            endpoint,
+            endpoints,
             interval: args.interval,
             stale_after: args.stale_after,
             name,

@@ -13,6 +13,15 @@
 //! Reconnecting: 250 ms after a connection that worked, doubling to 30 s
 //! while attempts fail; each failure is logged with what to check, at error
 //! level the first time and once a minute while it repeats.
+//!
+//! Failover: given several collectors, the link stays on the one it is
+//! connected to as long as that works, and moves to the next in the list
+//! when a connection fails, is refused, or goes stale (nothing heard for
+//! `stale_after`); the next is tried at once, and the back-off grows only
+//! after a whole round failed. It does not return to the first by itself
+//! (a host that moves back and forth splits its history between two
+//! collectors, and a collector that just came back is the likeliest to go
+//! again): [`Link::return_to_first`] (SIGHUP) brings it back.
 
 use std::{
     os::fd::BorrowedFd,
@@ -26,7 +35,7 @@ use curvemon_protocol::{
 };
 use curvemon_zmtp::{Client, Connector, Keys, Options, Progress, ZmtpError};
 use rustix::event::PollFlags;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{
     backoff::{self, Backoff},
@@ -92,7 +101,12 @@ pub struct Identity {
 
 /// The link.
 pub struct Link {
-    endpoint: String,
+    endpoints: Vec<String>,
+    /// Index in `endpoints` of the collector used now.
+    current: usize,
+    /// Failures since the last connection that worked (a whole round of
+    /// them makes the back-off grow).
+    failures: usize,
     identity: Identity,
     stale_after: Duration,
     state: State,
@@ -101,10 +115,14 @@ pub struct Link {
 }
 
 impl Link {
-    /// A link that connects at once.
-    pub fn new(endpoint: String, identity: Identity, stale_after: Duration) -> Link {
+    /// A link that connects at once, to the first of `endpoints` (at
+    /// least one).
+    pub fn new(endpoints: Vec<String>, identity: Identity, stale_after: Duration) -> Link {
+        assert!(!endpoints.is_empty(), "a link needs a collector");
         Link {
-            endpoint,
+            endpoints,
+            current: 0,
+            failures: 0,
             identity,
             stale_after,
             state: State::Waiting { until: Instant::now() },
@@ -113,9 +131,42 @@ impl Link {
         }
     }
 
-    /// The collector's address.
+    /// The address of the collector used now.
     pub fn endpoint(&self) -> &str {
-        &self.endpoint
+        &self.endpoints[self.current]
+    }
+
+    /// After a failure: the next collector, at once unless a whole round
+    /// has failed (then after `delay`).
+    fn next_endpoint(&mut self, delay: Duration, now: Instant) -> Instant {
+        self.failures += 1;
+        if self.endpoints.len() == 1 {
+            return now + delay;
+        }
+        let from = self.current;
+        self.current = (self.current + 1) % self.endpoints.len();
+        info!(from = %self.endpoints[from], to = %self.endpoints[self.current], "Failing over to the next collector.");
+        if self.failures.is_multiple_of(self.endpoints.len()) { now + delay } else { now }
+    }
+
+    /// Goes back to the first collector (SIGHUP), saying `bye` to the
+    /// current one, so it shows the host down at once with the reason.
+    pub fn return_to_first(&mut self, bye: &Message, linger: Duration, now: Instant) {
+        if self.current == 0 {
+            info!(collector = %self.endpoint(), "Already on the first collector.");
+            return;
+        }
+        info!(from = %self.endpoint(), to = %self.endpoints[0], "Returning to the first collector.");
+        if self.is_up() {
+            self.send(bye);
+        }
+        if let State::Up(up) = &mut self.state {
+            up.client.linger(now + linger);
+        }
+        self.current = 0;
+        self.failures = 0;
+        self.backoff.reset();
+        self.state = State::Waiting { until: now };
     }
 
     /// Whether a connection is up.
@@ -187,7 +238,7 @@ impl Link {
                     max_message: MAX_FRAME_BYTES,
                     send_queue: SEND_QUEUE,
                 };
-                match Connector::start(&self.endpoint, self.keys(), &options) {
+                match Connector::start(&self.endpoints[self.current], self.keys(), &options) {
                     Ok(connector) => self.state = State::Connecting(Box::new(connector)),
                     Err(error) => self.failed(&error, now),
                 }
@@ -202,6 +253,7 @@ impl Link {
                     let mut session = Session::new(now, self.stale_after);
                     session.connection_established();
                     self.last_failure = None;
+                    self.failures = 0;
                     self.state =
                         State::Up(Box::new(Up { client, session, version: PROTOCOL_VERSION }));
                     events.push(Event::Connected);
@@ -284,7 +336,8 @@ impl Link {
         }
         let delay = self.backoff.next(backoff::jitter());
         debug!(?delay, "Waiting before connecting again.");
-        self.state = State::Waiting { until: now + delay };
+        let until = self.next_endpoint(delay, now);
+        self.state = State::Waiting { until };
         events.push(Event::Lost { why });
     }
 
@@ -308,12 +361,13 @@ impl Link {
         }
         let delay = self.backoff.next(backoff::jitter());
         debug!(?delay, "Waiting before connecting again.");
-        self.state = State::Waiting { until: now + delay };
+        let until = self.next_endpoint(delay, now);
+        self.state = State::Waiting { until };
     }
 
     /// Words for a failed connection that say what to check.
     fn describe(&self, error: &ZmtpError) -> String {
-        let endpoint = &self.endpoint;
+        let endpoint = self.endpoint();
         let key_file = self.identity.collector_key_file.display();
         match error {
             ZmtpError::Refused(status) => format!(

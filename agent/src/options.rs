@@ -56,6 +56,9 @@ pub struct Named {
 pub struct Options {
     /// The file these came from (`None` for the defaults).
     pub file: Option<PathBuf>,
+    /// The curvemon collectors to report to, in order (`collector = [...]`;
+    /// the command line's COLLECTOR... overrides), as `tcp://` endpoints.
+    pub upstream: Vec<String>,
     /// Collectors to run, if the file names them (flags override); checked
     /// against the catalog by [`crate::collectors::select`].
     pub collectors: Option<Vec<Named>>,
@@ -102,6 +105,7 @@ impl Default for Options {
         let re = |p: &str| Regex::new(p).unwrap_or_else(|e| unreachable!("built-in pattern: {e}"));
         Options {
             file: None,
+            upstream: Vec::new(),
             collectors: None,
             disk_exclude: re(DEFAULT_DISK_EXCLUDE),
             mount_exclude: re(DEFAULT_MOUNT_EXCLUDE),
@@ -135,6 +139,7 @@ impl Options {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct FileText {
+    collector: Option<Spanned<Vec<Spanned<String>>>>,
     collectors: Option<Vec<Spanned<String>>>,
     disk: DiskSection,
     filesystem: FilesystemSection,
@@ -334,6 +339,23 @@ impl Options {
                 at(v.span().start, format!("{key}: expected a duration such as 10s or 5m: {e}"))
             }),
         };
+        let mut upstream = Vec::new();
+        for endpoint in file.collector.iter().flat_map(|c| c.get_ref()) {
+            let parsed = crate::config::parse_endpoint(endpoint.get_ref())
+                .map_err(|e| at(endpoint.span().start, format!("collector: {e}")))?;
+            if upstream.contains(&parsed) {
+                return Err(at(
+                    endpoint.span().start,
+                    format!("collector: {parsed} is listed twice"),
+                ));
+            }
+            upstream.push(parsed);
+        }
+        if let Some(list) = &file.collector
+            && list.get_ref().is_empty()
+        {
+            return Err(at(list.span().start, "collector: expected at least one address".into()));
+        }
         let sources = sources(&file.statsd, &file.scrape, &at, &duration)?;
         let checks = crate::checks::config::parse(&file.check, path, &at)?;
         Ok(Options {
@@ -341,6 +363,7 @@ impl Options {
             checks,
             file: Some(path.to_path_buf()),
             intervals,
+            upstream,
             collectors,
             disk_exclude: pattern(&file.disk.exclude, &defaults.disk_exclude, "exclude")?,
             mount_exclude: pattern(
@@ -565,6 +588,21 @@ unit = "nginx.service"
         assert!(e.contains(":2: [[process]] \"x\": expected at least one of"), "{e}");
         let e = parse("[[process]]\nname = \"a\"\ncomm = [\"a\"]\n[[process]]\nname = \"a\"\ncomm = [\"b\"]\n").unwrap_err();
         assert!(e.contains(":4:") && e.contains("used twice"), "{e}");
+    }
+
+    #[test]
+    fn collectors_to_report_to_in_order() {
+        let o = parse("collector = [\"mon-a\", \"tcp://mon-b:7000\"]\n").unwrap();
+        assert_eq!(o.upstream, ["tcp://mon-a:5556", "tcp://mon-b:7000"]);
+        let e = parse("\ncollector = [\"a\", \"a:5556\"]\n").unwrap_err();
+        assert!(
+            e.starts_with("/etc/curvemon/agent.toml:2: collector: tcp://a:5556 is listed twice"),
+            "{e}"
+        );
+        let e = parse("collector = []\n").unwrap_err();
+        assert!(e.contains(":1: collector: expected at least one"), "{e}");
+        let e = parse("collector = [\"udp://x\"]\n").unwrap_err();
+        assert!(e.contains(":1: collector: collector \"udp://x\": only tcp://"), "{e}");
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
     let facts = model::read_facts(&root, &config.etc_root)
         .with_context(|| format!("cannot read host facts under {}", config.proc_root.display()))?;
     info!(
-        collector = %config.endpoint,
+        collectors = %config.endpoints.join(","),
         name = %config.name,
         agent_key = %identity.pair.public,
         collector_key = %collector_key,
@@ -86,7 +86,7 @@ pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
         "Starting agent."
     );
     let link = Link::new(
-        config.endpoint.clone(),
+        config.endpoints.clone(),
         Identity {
             cert: identity,
             collector: collector_key,
@@ -204,6 +204,11 @@ impl Agent {
                 return Ok(());
             }
             let now = Instant::now();
+            if signals.take_hup() {
+                let bye =
+                    Message::Bye(Bye { reason: "moved to another collector (SIGHUP)".into() });
+                self.link.return_to_first(&bye, BYE_LINGER, now);
+            }
             if sources_ready.iter().any(|r| *r) {
                 self.sources.read(&sources_ready, now);
             }

@@ -1,5 +1,6 @@
-//! SIGTERM and SIGINT as a file descriptor the event loop polls beside its
-//! sockets, so a signal wakes the loop at once without a busy timeout.
+//! SIGTERM and SIGINT (stop) and SIGHUP (return to the first collector) as
+//! a file descriptor the event loop polls beside its sockets, so a signal
+//! wakes the loop at once without a busy timeout.
 
 use std::{
     io::{self, Read},
@@ -13,13 +14,14 @@ use std::{
     },
 };
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 /// Installed handlers for SIGTERM and SIGINT.
 pub struct Signals {
     wake: UnixStream,
     term: Arc<AtomicBool>,
     int: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
 }
 
 impl Signals {
@@ -36,15 +38,24 @@ impl Signals {
         let int = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(SIGTERM, Arc::clone(&term))?;
         signal_hook::flag::register(SIGINT, Arc::clone(&int))?;
+        let hup = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(SIGHUP, Arc::clone(&hup))?;
         let writer2 = writer.try_clone()?;
+        let writer3 = writer.try_clone()?;
         signal_hook::low_level::pipe::register(SIGTERM, writer)?;
         signal_hook::low_level::pipe::register(SIGINT, writer2)?;
-        Ok(Signals { wake, term, int })
+        signal_hook::low_level::pipe::register(SIGHUP, writer3)?;
+        Ok(Signals { wake, term, int, hup })
     }
 
     /// The descriptor that becomes readable when a signal arrives.
     pub fn borrow_fd(&self) -> BorrowedFd<'_> {
         self.wake.as_fd()
+    }
+
+    /// Whether SIGHUP arrived since the last call.
+    pub fn take_hup(&self) -> bool {
+        self.hup.swap(false, Ordering::SeqCst)
     }
 
     /// The signal received, if any (draining the wake-up bytes).

@@ -246,9 +246,37 @@ impl Fleet {
         proc
     }
 
+    /// Makes this fleet's collector the same as `other`'s to its agents:
+    /// its key pair and allowlist (collectors an agent fails over between
+    /// share them).
+    pub fn share_keys_from(&self, other: &Fleet) {
+        let (from, to) = (other.collector_keys(), self.collector_keys());
+        std::fs::remove_dir_all(&to).unwrap();
+        std::fs::create_dir_all(to.join("authorized_agents")).unwrap();
+        for name in ["collector.key", "collector.key_secret"] {
+            std::fs::copy(from.join(name), to.join(name)).unwrap();
+        }
+        for entry in std::fs::read_dir(from.join("authorized_agents")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), to.join("authorized_agents").join(entry.file_name()))
+                .unwrap();
+        }
+    }
+
     /// Starts an agent with a key directory from [`Fleet::agent_keys`] and
     /// a spool of its own (`spool-KEYDIR-NAME/`, kept across restarts).
     pub fn start_agent(&self, name: &str, keys: &Path, extra: &[&str]) -> Proc {
+        self.start_agent_to(name, keys, extra, &[self.endpoint()])
+    }
+
+    /// [`Fleet::start_agent`] with the collectors to report to, in order.
+    pub fn start_agent_to(
+        &self,
+        name: &str,
+        keys: &Path,
+        extra: &[&str],
+        endpoints: &[String],
+    ) -> Proc {
         // Keyed by the agent's keys and its name: tests run two agents with
         // one name or one key, and a spool directory is locked by its agent.
         let key_dir = keys.file_name().unwrap().to_string_lossy();
@@ -259,8 +287,7 @@ impl Fleet {
             args.extend(["--spool-dir", &spool]);
         }
         args.extend_from_slice(extra);
-        let endpoint = self.endpoint();
-        args.push(&endpoint);
+        args.extend(endpoints.iter().map(String::as_str));
         Proc::spawn(
             &agent_bin(),
             &args,
