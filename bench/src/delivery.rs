@@ -143,7 +143,13 @@ fn write_store(
                 })
                 .collect();
             sent += batch.len();
-            if !handle.send(Op::Samples { host, epoch, name: Arc::from("bench"), samples: batch }) {
+            if !handle.send(Op::Samples {
+                host,
+                epoch,
+                name: Arc::from("bench"),
+                samples: batch,
+                point: None,
+            }) {
                 bail!("the store's queue is full");
             }
         }

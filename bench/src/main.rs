@@ -42,6 +42,7 @@ use curvemon_protocol::{Message, Metrics, codec};
 
 mod checks;
 mod delivery;
+mod fleet;
 mod statsd;
 
 fn main() -> std::process::ExitCode {
@@ -56,7 +57,12 @@ fn main() -> std::process::ExitCode {
 
 fn bench() -> anyhow::Result<()> {
     let mut seconds = 60u64;
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    match args.peek().map(String::as_str) {
+        Some("fleet-worker") => return fleet_worker(args.skip(1)),
+        Some("fleet" | "flood") => return fleet_command(args),
+        _ => {}
+    }
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--seconds" => seconds = args.next().context("--seconds N")?.parse()?,
@@ -73,6 +79,87 @@ fn bench() -> anyhow::Result<()> {
     let result = run(&bin_dir, node_exporter, &work, seconds);
     let _ = std::fs::remove_dir_all(&work);
     result
+}
+
+/// `bench fleet-worker ...` (started by `bench fleet` and `bench flood`).
+fn fleet_worker(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
+    let mut w = fleet::worker::Args {
+        endpoint: String::new(),
+        server_key: [0; 32],
+        first: 0,
+        count: 0,
+        interval: Duration::from_secs(1),
+        flood: false,
+    };
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--endpoint" => w.endpoint = value()?,
+            "--server-key" => {
+                let key: curvemon_keys::PublicKey =
+                    value()?.parse().map_err(|e| anyhow::anyhow!("--server-key: {e:?}"))?;
+                w.server_key = *key.as_bytes();
+            }
+            "--first" => w.first = value()?.parse()?,
+            "--count" => w.count = value()?.parse()?,
+            "--interval-ms" => w.interval = Duration::from_millis(value()?.parse()?),
+            "--flood" => w.flood = true,
+            other => bail!("fleet-worker: unknown argument {other:?}"),
+        }
+    }
+    fleet::worker::run(&w)
+}
+
+/// `bench fleet --agents N[,N...] [--interval 1s] [--seconds 30] [--restart] [--json]`
+/// or `bench flood --agents N[,N...] [--seconds 10]`.
+fn fleet_command(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
+    let command = args.next().unwrap_or_default();
+    let mut agents = vec![200usize];
+    let mut interval = Duration::from_secs(1);
+    let mut seconds = if command == "flood" { 10 } else { 30 };
+    let mut restart = false;
+    let mut json = false;
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--agents" => {
+                agents = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?;
+            }
+            "--interval" => interval = humantime::parse_duration(&value()?)?,
+            "--seconds" => seconds = value()?.parse()?,
+            "--restart" => restart = true,
+            "--json" => json = true,
+            other => bail!("{command}: unknown argument {other:?}"),
+        }
+    }
+    let bin_dir = std::env::current_exe()?.parent().context("no exe dir")?.to_path_buf();
+    if command == "flood" {
+        println!(
+            "| agents | raw libzmq CURVE ROUTER (messages/s) | collector (messages/s) | ratio |"
+        );
+        println!("|---|---|---|---|");
+    }
+    let mut rows = Vec::new();
+    for n in agents {
+        let work =
+            std::env::temp_dir().join(format!("curvemon-{command}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&work)?;
+        let result = if command == "flood" {
+            fleet::flood(&bin_dir, &work, n, seconds).map(|(raw, ours)| {
+                println!("| {n} | {raw:.0} | {ours:.0} | {:.0} % |", ours / raw * 100.0);
+            })
+        } else {
+            fleet::fleet(&bin_dir, &work, n, interval, seconds, restart).map(|r| rows.push(r))
+        };
+        let _ = std::fs::remove_dir_all(&work);
+        result?;
+    }
+    if command == "fleet" && json {
+        println!("{}", serde_json::to_string(&rows)?);
+    } else if command == "fleet" {
+        fleet::print(&rows);
+    }
+    Ok(())
 }
 
 /// CPU seconds a process has used, all threads, in nanosecond resolution

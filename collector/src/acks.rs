@@ -8,7 +8,7 @@
 //! a backlog of [`ACK_AFTER`] samples go at once.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     time::{Duration, Instant},
 };
 
@@ -21,11 +21,20 @@ pub const ACK_EVERY: Duration = Duration::from_secs(5);
 /// Unacknowledged samples past which an acknowledgement goes at once.
 pub const ACK_AFTER: u64 = 64;
 
-/// Per host: the last acknowledgement sent and one waiting.
+/// Per host: the last acknowledgement sent and one waiting. The work per
+/// call is what is due, not the number of hosts: acknowledgements that go
+/// at once are listed as they are offered, the others wait in the order
+/// their pacing ends.
 #[derive(Debug, Default)]
 pub struct AckPacer {
-    sent: HashMap<PublicKey, (u64, u64, Instant)>,
+    /// Epoch, sequence and time of the last sent (`None`: its pacing ended
+    /// with nothing waiting, so the next goes at once).
+    sent: HashMap<PublicKey, (u64, u64, Option<Instant>)>,
     waiting: HashMap<PublicKey, AckOut>,
+    /// Hosts whose waiting acknowledgement goes at the next call.
+    urgent: Vec<PublicKey>,
+    /// When each host's pacing ends, in that order.
+    timers: VecDeque<(Instant, PublicKey)>,
 }
 
 impl AckPacer {
@@ -38,32 +47,56 @@ impl AckPacer {
                 *entry = ack;
             }
             entry.prompt = prompt;
+            let now = match self.sent.get(&ack.host) {
+                Some((epoch, seq, Some(_))) if *epoch == entry.epoch => {
+                    entry.prompt || entry.seq.saturating_sub(*seq) >= ACK_AFTER
+                }
+                _ => true,
+            };
+            if now {
+                self.urgent.push(ack.host);
+            }
         }
     }
 
     /// The acknowledgements to send now.
     pub fn due(&mut self, now: Instant) -> Vec<AckOut> {
-        if self.waiting.is_empty() {
-            return Vec::new();
-        }
-        let sent = &mut self.sent;
         let mut out = Vec::new();
-        self.waiting.retain(|host, ack| {
-            let go = match sent.get(host) {
-                Some((epoch, seq, at)) if *epoch == ack.epoch => {
-                    ack.prompt
-                        || ack.seq.saturating_sub(*seq) >= ACK_AFTER
-                        || now.duration_since(*at) >= ACK_EVERY
-                }
-                _ => true,
-            };
-            if go {
-                sent.insert(*host, (ack.epoch, ack.seq, now));
-                out.push(*ack);
+        for host in std::mem::take(&mut self.urgent) {
+            if let Some(ack) = self.waiting.remove(&host) {
+                self.sent_now(ack, now, &mut out);
             }
-            !go
-        });
+        }
+        while let Some(&(at, host)) = self.timers.front() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_front();
+            // Only the timer of the last acknowledgement sent counts.
+            let current = self
+                .sent
+                .get(&host)
+                .and_then(|s| s.2)
+                .is_some_and(|sent_at| sent_at + ACK_EVERY <= now);
+            if !current {
+                continue;
+            }
+            match self.waiting.remove(&host) {
+                Some(ack) => self.sent_now(ack, now, &mut out),
+                None => {
+                    if let Some(s) = self.sent.get_mut(&host) {
+                        s.2 = None;
+                    }
+                }
+            }
+        }
         out
+    }
+
+    fn sent_now(&mut self, ack: AckOut, now: Instant, out: &mut Vec<AckOut>) {
+        self.sent.insert(ack.host, (ack.epoch, ack.seq, Some(now)));
+        self.timers.push_back((now + ACK_EVERY, ack.host));
+        out.push(ack);
     }
 
     /// Forgets a host (it said hello again: its next acknowledgement is

@@ -4,8 +4,10 @@
 //!
 //! Built from a registry snapshot at scrape time (node_exporter's const
 //! metrics), so a host that goes away simply stops being exported: there is
-//! no gauge to delete. Encoded by the `prometheus` crate's text encoder, in
-//! the classic text format every Prometheus and promtool parse.
+//! no gauge to delete. The hosts' part is written from a snapshot by
+//! [`crate::export::text`] (it is most of a large fleet's scrape); the rest
+//! is gathered here and encoded by the `prometheus` crate's text encoder,
+//! in the classic text format every Prometheus and promtool parse.
 //!
 //! Names are exactly the agent's (node_exporter's where one exists). Types:
 //! gauges are gauges and counters are counters, including the few counters
@@ -16,12 +18,11 @@
 
 use std::collections::BTreeMap;
 
-use curvemon_protocol::Kind;
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
 use crate::{
     export::remote_write::TargetStats,
-    registry::{Host, Registry, State},
+    registry::{Registry, State},
     stats::StatsSnapshot,
     store::writer::StoreStats,
 };
@@ -58,13 +59,6 @@ pub(crate) fn sample(kind: MetricType, labels: Vec<LabelPair>, value: f64) -> Me
     metric
 }
 
-fn metric_type(kind: Kind) -> MetricType {
-    match kind {
-        Kind::Gauge => MetricType::GAUGE,
-        Kind::Counter => MetricType::COUNTER,
-    }
-}
-
 /// Per-family builder that keeps one HELP/TYPE per name across hosts.
 #[derive(Default)]
 pub(crate) struct Families {
@@ -77,6 +71,9 @@ pub(crate) struct Families {
     /// Application series left out: another type under the same name, a
     /// name a histogram's parts take, or the same series twice.
     pub conflicts: u64,
+    /// Names the hosts' own families take (written apart, see
+    /// [`crate::export::text`]).
+    pub taken: std::collections::HashSet<String>,
 }
 
 impl Families {
@@ -90,6 +87,7 @@ impl Families {
             _ => &[],
         };
         let clashes = self.derived.contains(name)
+            || self.taken.contains(name)
             || self.map.get(name).is_some_and(|f| f.get_field_type() != kind)
             || parts.iter().any(|p| self.map.contains_key(&format!("{name}{p}")));
         let mut key: String = name.to_string();
@@ -122,30 +120,6 @@ impl Families {
         // A name the agents disagree on the type of keeps its first type.
         let kind = family.get_field_type();
         family.mut_metric().push(sample(kind, labels, value));
-    }
-}
-
-/// Every host's series: only hosts that are up or stale export values (a
-/// down host is like a failed scrape); NaN values (unreadable this time)
-/// are left out, as node_exporter leaves out a failed collector's.
-fn host_series(host: &Host, hostname: &str, out: &mut Families) {
-    if host.state == State::Down {
-        return;
-    }
-    let (Some(model), Some(values)) = (&host.model, &host.values) else { return };
-    let mut value = values.iter();
-    for fam in &model.schema.families {
-        let kind = metric_type(fam.kind);
-        for labels in &fam.series {
-            let Some(&v) = value.next() else { return };
-            if v.is_nan() {
-                continue;
-            }
-            let mut pairs: Vec<LabelPair> =
-                labels.iter().map(|l| label(&l.name, &l.value)).collect();
-            pairs.push(label("host", hostname));
-            out.add(&fam.name, &fam.help, kind, pairs, v);
-        }
     }
 }
 
@@ -298,60 +272,20 @@ fn delay_histogram(registry: &Registry) -> MetricFamily {
     f
 }
 
-/// Builds every metric family for one scrape.
+/// The scrape's families other than the hosts' (which
+/// [`crate::export::text`] writes from a snapshot): the collector's own,
+/// applications' and checks'. `taken`: names the hosts' families use.
+/// Returns them, and the families written last (the delay histogram).
 pub fn gather(
     registry: &Registry,
     stats: &StatsSnapshot,
     streams: StreamStats,
     store: &StoreStats,
     exports: &[(String, std::sync::Arc<TargetStats>)],
-) -> Vec<MetricFamily> {
-    let mut out = Families::default();
-    let mut hosts: Vec<&Host> = registry.hosts().filter(|h| h.hostname.is_some()).collect();
-    hosts.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+    taken: std::collections::HashSet<String>,
+) -> (Vec<MetricFamily>, Vec<MetricFamily>) {
+    let mut out = Families { taken, ..Families::default() };
     let g = MetricType::GAUGE;
-    for host in hosts {
-        let Some(name) = host.hostname.as_deref() else { continue };
-        out.add(
-            "curvemon_host_up",
-            "1 when the host is up, 0 when stale or down.",
-            g,
-            vec![label("host", name)],
-            f64::from(u8::from(host.state == State::Up)),
-        );
-        for state in [State::Up, State::Stale, State::Down] {
-            out.add(
-                "curvemon_host_state",
-                "1 for the host's current liveness state.",
-                g,
-                vec![label("host", name), label("state", &state.to_string())],
-                f64::from(u8::from(host.state == state)),
-            );
-        }
-        let seen = host
-            .last_seen_wall
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        out.add(
-            "curvemon_host_last_seen_timestamp_seconds",
-            "When the host's last message arrived, Unix time.",
-            g,
-            vec![label("host", name)],
-            seen,
-        );
-        if let Some(m) = &host.model {
-            let labels = vec![
-                label("host", name),
-                label("os", &m.os),
-                label("kernel", &m.kernel),
-                label("cpu_model", &m.cpu_model),
-                label("machine_id", &m.machine_id),
-                label("agent_version", &m.agent_version),
-            ];
-            out.add("curvemon_host_info", "The host model; always 1.", g, labels, 1.0);
-        }
-        host_series(host, name, &mut out);
-    }
     collector_series(stats, registry, &mut out);
     out.add(
         "curvemon_collector_stream_clients",
@@ -386,11 +320,10 @@ pub fn gather(
         vec![],
         out.conflicts as f64,
     );
-    let mut families: Vec<MetricFamily> = out.map.into_values().collect();
-    if registry.ingest_delay.count > 0 {
-        families.push(delay_histogram(registry));
-    }
-    families
+    let families: Vec<MetricFamily> = out.map.into_values().collect();
+    let tail =
+        if registry.ingest_delay.count > 0 { vec![delay_histogram(registry)] } else { Vec::new() };
+    (families, tail)
 }
 
 /// The text exposition of [`gather`].
@@ -404,6 +337,13 @@ pub fn render(
     store: &StoreStats,
     exports: &[(String, std::sync::Arc<TargetStats>)],
 ) -> Result<String, prometheus::Error> {
-    let families = gather(registry, stats, streams, store, exports);
-    prometheus::TextEncoder::new().encode_to_string(&families)
+    let snapshot = crate::export::text::Snapshot::take(registry);
+    let (rest, tail) = gather(registry, stats, streams, store, exports, snapshot.family_names());
+    let rest = crate::export::text::Rest::encode(rest, tail)?;
+    let mut text = String::new();
+    crate::export::text::render(&snapshot, rest, |chunk| {
+        text.push_str(&chunk);
+        true
+    });
+    Ok(text)
 }

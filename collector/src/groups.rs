@@ -8,9 +8,11 @@
 //! CPU rate is computed between two *changed* totals, not two samples;
 //! a total that does not move for a minute is taken as idle (0 %).
 //!
-//! A point is kept only when a value changed (once per read, not once per
-//! sample), with at most [`KEPT`] groups, the busiest, so an hour of a
-//! host with a hundred services stays a few dozen kilobytes.
+//! A point is made only when a value changed (once per read, not once per
+//! sample), with at most [`KEPT`] groups, the busiest. The registry keeps
+//! each host's latest point; charts over time are derived from the stored
+//! samples when asked ([`from_store`]), so memory does not grow with the
+//! history kept.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -101,7 +103,7 @@ struct Rate {
 /// A host's groups over time.
 #[derive(Debug, Clone, Default)]
 pub struct Groups {
-    layout: Layout,
+    layout: std::sync::Arc<Layout>,
     names: Vec<String>,
     ids: HashMap<String, u32>,
     rates: HashMap<u32, Rate>,
@@ -111,9 +113,10 @@ pub struct Groups {
 }
 
 impl Groups {
-    /// Uses a new model's layout (names are kept: history stays readable).
-    pub fn relayout(&mut self, schema: &Schema) {
-        self.layout = Layout::new(schema);
+    /// Uses a new model's layout (names are kept: history stays readable);
+    /// the layout is shared by every host of that schema.
+    pub fn relayout(&mut self, layout: std::sync::Arc<Layout>) {
+        self.layout = layout;
         self.last = None;
     }
 
@@ -160,8 +163,8 @@ impl Groups {
         }
         self.last = Some(now.clone());
         let mut point: Vec<(u32, f32, f32)> = Vec::with_capacity(now.len());
-        let slots = self.layout.0.clone();
-        for (slot, (cpu, mem)) in slots.iter().zip(now) {
+        let layout = std::sync::Arc::clone(&self.layout);
+        for (slot, (cpu, mem)) in layout.0.iter().zip(now) {
             let id = self.id(&slot.name);
             let percent = match self.rates.get(&id) {
                 Some(r) if cpu.is_finite() && cpu != r.total && t_ms > r.changed_ms => {
@@ -192,6 +195,50 @@ impl Groups {
         }
         self.history.back()
     }
+}
+
+/// A host's groups over `from_ms..=to_ms`, derived from its stored
+/// samples as they were when they arrived: the names and the points.
+///
+/// # Errors
+/// The store cannot be read.
+pub fn from_store(
+    store: &dyn crate::store::Store,
+    host: &curvemon_keys::PublicKey,
+    from_ms: u64,
+    to_ms: u64,
+) -> Result<(Groups, Vec<Point>), crate::store::StoreError> {
+    let read = store.samples(host, from_ms, to_ms)?;
+    let mut layouts: HashMap<u64, std::sync::Arc<Layout>> = HashMap::new();
+    let mut schemas: Option<Vec<Schema>> = None;
+    let mut groups = Groups::default();
+    let mut revision = None;
+    let mut points = Vec::new();
+    for sample in read.items {
+        if revision != Some(sample.revision) {
+            let layout = match layouts.entry(sample.revision) {
+                std::collections::hash_map::Entry::Occupied(e) => std::sync::Arc::clone(e.get()),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let all = match &schemas {
+                        Some(all) => all,
+                        None => schemas.insert(store.schemas()?),
+                    };
+                    let layout = all
+                        .iter()
+                        .find(|s| s.revision == sample.revision)
+                        .map_or_else(Layout::default, Layout::new);
+                    std::sync::Arc::clone(e.insert(std::sync::Arc::new(layout)))
+                }
+            };
+            groups.relayout(layout);
+            revision = Some(sample.revision);
+        }
+        if let Some(point) = groups.update(&sample.values, sample.t_ms, u64::MAX) {
+            points.push(point.clone());
+        }
+        groups.history.clear();
+    }
+    Ok((groups, points))
 }
 
 #[cfg(test)]
@@ -238,7 +285,7 @@ mod tests {
     #[test]
     fn rates_between_changed_totals() {
         let mut g = Groups::default();
-        g.relayout(&schema());
+        g.relayout(std::sync::Arc::new(Layout::new(&schema())));
         // nginx cpu, db cpu, nginx mem, db mem, app user, app system
         assert!(g.update(&[10.0, 1.0, 5e6, 9e6, 1.0, 1.0], 0, 3_600_000).is_some());
         assert!(

@@ -29,6 +29,7 @@ pub mod history;
 pub mod http;
 pub mod registry;
 pub mod router;
+pub mod shapes;
 pub mod stats;
 pub mod store;
 pub mod stream;

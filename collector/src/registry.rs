@@ -19,7 +19,7 @@ use std::{
 
 use curvemon_keys::PublicKey;
 use curvemon_protocol::{
-    Bye, Hello, Message, Metrics, Model, ModelError, Reject, RejectReason, validate,
+    Bye, Hello, Message, Metrics, Model, ModelError, Reject, RejectReason, Schema, validate,
 };
 use serde::Serialize;
 use tracing::{debug, info, warn};
@@ -105,6 +105,15 @@ pub enum Change {
     State(String),
 }
 
+impl Change {
+    /// The id of the host it is about (its stream topic).
+    pub fn host_id(&self) -> &str {
+        match self {
+            Change::Sample(id) | Change::State(id) => id,
+        }
+    }
+}
+
 /// Seconds from a sample being taken on the agent to the collector applying
 /// it, as a Prometheus histogram (clock skew between hosts shows here too).
 #[derive(Debug, Clone, Default)]
@@ -187,9 +196,10 @@ pub struct Host {
     pub hostname: Option<String>,
     /// The last hello.
     pub hello: Option<Hello>,
-    /// The last model.
+    /// The last model (its schema's families are in `shape`, shared with
+    /// every host of that revision; here only the revision is kept).
     pub model: Option<Model>,
-    layout: Layout,
+    shape: Option<Arc<crate::shapes::Shape>>,
     /// Current liveness.
     pub state: State,
     /// Recent transitions, oldest first.
@@ -202,8 +212,9 @@ pub struct Host {
     pub interval: Duration,
     /// Derived latest values.
     pub latest: Option<Latest>,
-    /// The latest values, in the model's schema order.
-    pub values: Option<Vec<f64>>,
+    /// The latest values, in the model's schema order (shared with a
+    /// scrape's snapshot).
+    pub values: Option<Arc<Vec<f64>>>,
     /// The newest metrics that arrived before their model.
     pending: Option<Metrics>,
     last_seq: Option<u64>,
@@ -232,7 +243,7 @@ impl Host {
             hostname: None,
             hello: None,
             model: None,
-            layout: Layout::default(),
+            shape: None,
             state: State::Up,
             transitions: VecDeque::new(),
             last_seen: now.mono,
@@ -259,8 +270,18 @@ impl Host {
     }
 
     /// Where each family's values are in this host's metrics.
-    pub fn layout(&self) -> &Layout {
-        &self.layout
+    pub fn layout(&self) -> Option<&Layout> {
+        self.shape.as_deref().map(|s| &s.layout)
+    }
+
+    /// The families, names and labels of this host's metrics.
+    pub fn schema(&self) -> Option<&Schema> {
+        self.shape.as_deref().map(|s| &s.schema)
+    }
+
+    /// The shared shape of this host's metrics.
+    pub fn shape(&self) -> Option<&Arc<crate::shapes::Shape>> {
+        self.shape.as_ref()
     }
 
     /// The state's start time and reason.
@@ -325,12 +346,18 @@ pub struct RegistryCounters {
     pub names_refused: u64,
     /// Messages an agent should never send (ping, reject, ...).
     pub unexpected_messages: u64,
+    /// Samples that never arrived live (sequence gaps), over every host.
+    pub missed_samples: u64,
 }
 
 /// All hosts, by key.
 #[derive(Debug)]
 pub struct Registry {
     hosts: HashMap<PublicKey, Host>,
+    /// Schemas and their indexes, one per revision in use.
+    shapes: crate::shapes::Shapes,
+    /// Which key each host name belongs to (a lookup per hello, not a scan).
+    names: HashMap<String, PublicKey>,
     liveness: Liveness,
     retention: Duration,
     outbox: Vec<Change>,
@@ -348,9 +375,10 @@ pub struct Registry {
     schemas_sent: std::collections::HashSet<u64>,
 }
 
-/// How long each host's services and groups are kept in memory (their
-/// charts; the host's own history is in the store).
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
+/// How long each host's services and groups are kept in memory: only the
+/// latest point (their charts' history is derived from the store when
+/// asked, so memory does not grow with how much history is kept).
+pub const DEFAULT_RETENTION: Duration = Duration::ZERO;
 
 impl Registry {
     /// An empty registry with these windows, keeping `retention` of each
@@ -358,6 +386,8 @@ impl Registry {
     pub fn new(liveness: Liveness, retention: Duration) -> Self {
         Registry {
             hosts: HashMap::new(),
+            shapes: crate::shapes::Shapes::default(),
+            names: HashMap::new(),
             liveness,
             retention,
             outbox: Vec::new(),
@@ -392,9 +422,10 @@ impl Registry {
         self.hosts.values()
     }
 
-    /// The host with this URL id.
+    /// The host with this URL id (the hex of its key: a lookup, not a
+    /// scan).
     pub fn by_id(&self, id: &str) -> Option<&Host> {
-        self.hosts.values().find(|h| h.id == id)
+        self.hosts.get(&PublicKey::from_hex(id)?)
     }
 
     /// The host of this key.
@@ -474,6 +505,7 @@ impl Registry {
                     epoch,
                     name: Arc::from(host.label()),
                     samples: backfill.samples,
+                    point: None,
                 });
                 Vec::new()
             }
@@ -527,9 +559,11 @@ impl Registry {
             });
         }
         let owner = self
-            .hosts
-            .values()
-            .find(|h| h.key != peer.key && h.hostname.as_deref() == Some(name))
+            .names
+            .get(name)
+            .filter(|k| **k != peer.key)
+            .and_then(|k| self.hosts.get(k))
+            .filter(|h| h.hostname.as_deref() == Some(name))
             .map(|h| (h.key, h.state));
         match owner {
             Some((owner, state)) if state != State::Down => {
@@ -558,6 +592,20 @@ impl Registry {
             }
             None => Ok(()),
         }
+    }
+
+    /// Gives `host` the name `name`, in the index too.
+    fn name_host(names: &mut HashMap<String, PublicKey>, host: &mut Host, name: &str) {
+        if host.hostname.as_deref() == Some(name) {
+            return;
+        }
+        if let Some(old) = host.hostname.take()
+            && names.get(&old) == Some(&host.key)
+        {
+            names.remove(&old);
+        }
+        names.insert(name.to_string(), host.key);
+        host.hostname = Some(name.to_string());
     }
 
     /// The sender's entry, created on first contact and marked seen. Takes
@@ -614,7 +662,7 @@ impl Registry {
         }
         let host = Self::host_mut(&mut self.hosts, &mut self.outbox, peer, now);
         info!(host = %hello.hostname, peer = %peer.address, agent_version = %hello.agent_version, "Agent said hello.");
-        host.hostname = Some(hello.hostname.clone());
+        Self::name_host(&mut self.names, host, &hello.hostname);
         host.interval = Duration::from_millis(u64::from(hello.interval_ms.max(1)));
         host.hello = Some(hello);
         // Until (unless) its Resume names the spool's epoch.
@@ -635,32 +683,36 @@ impl Registry {
             return vec![Message::Reject(reject)];
         }
         let host = Self::host_mut(&mut self.hosts, &mut self.outbox, peer, now);
-        match &host.model {
+        match host.schema() {
             None => {
                 info!(host = %model.hostname, series = model.schema.series_count(), "Received the host model.")
             }
-            Some(old) if old.schema.revision != model.schema.revision => info!(
+            Some(old) if old.revision != model.schema.revision => info!(
                 host = %model.hostname,
                 series = model.schema.series_count(),
-                was = old.schema.series_count(),
+                was = old.series_count(),
                 "The host's metric schema changed (a disk, mount or interface came or went)."
             ),
             Some(_) => debug!(host = %model.hostname, "Received the host model again."),
         }
+        let mut model = model;
+        let revision = model.schema.revision;
+        let schema =
+            std::mem::replace(&mut model.schema, Schema { revision, families: Vec::new() });
         // The same schema again (answering a second request) changes no
         // layout: keep the previous values, or the next CPU percent is lost.
-        let same_schema =
-            host.model.as_ref().is_some_and(|m| m.schema.revision == model.schema.revision);
-        if !same_schema {
-            host.layout = Layout::new(&model.schema);
-            host.groups.relayout(&model.schema);
+        if host.schema().is_none_or(|s| s.revision != revision) {
+            let shape = self.shapes.intern(schema);
+            host.groups.relayout(Arc::clone(&shape.groups));
+            host.shape = Some(shape);
             host.values = None;
         }
-        host.hostname = Some(model.hostname.clone());
+        Self::name_host(&mut self.names, host, &model.hostname);
         host.interval = Duration::from_millis(u64::from(model.interval_ms.max(1)));
-        let revision = model.schema.revision;
-        if self.schemas_sent.insert(revision) {
-            self.store_ops.push(StoreOp::Schema(Arc::new(model.schema.clone())));
+        if self.schemas_sent.insert(revision)
+            && let Some(shape) = &host.shape
+        {
+            self.store_ops.push(StoreOp::Schema(Arc::new(shape.schema.clone())));
         }
         host.model = Some(model);
         match host.pending.take() {
@@ -699,6 +751,7 @@ impl Registry {
                 epoch: host.epoch,
                 name: Arc::from(host.label()),
                 samples: vec![stored],
+                point: host.last_point.clone(),
             });
         }
         replies
@@ -711,7 +764,7 @@ impl Registry {
         now: Now,
         retention: Duration,
     ) -> Vec<Message> {
-        let expected = host.model.as_ref().map_or(0, |m| m.schema.series_count());
+        let expected = host.schema().map_or(0, Schema::series_count);
         if metrics.values.len() != expected {
             counters.schema_mismatches += 1;
             warn!(host = %host.label(), got = metrics.values.len(), expected, "Metrics do not match their schema; asking for the model again.");
@@ -720,6 +773,8 @@ impl Registry {
         match host.last_seq {
             Some(last) if metrics.seq > last.saturating_add(1) => {
                 host.missed = host.missed.saturating_add(metrics.seq - last - 1);
+                counters.missed_samples =
+                    counters.missed_samples.saturating_add(metrics.seq - last - 1);
             }
             Some(last) if metrics.seq <= last => {
                 warn!(host = %host.label(), last, seq = metrics.seq, "Sequence number went backwards.");
@@ -727,8 +782,10 @@ impl Registry {
             _ => {}
         }
         host.last_seq = Some(metrics.seq);
-        let previous = host.values.as_deref().zip(host.last_taken_ms).map(|(v, t)| (t, v));
-        let point = host.layout.point(previous, metrics.taken_at_ms, &metrics.values);
+        let previous =
+            host.values.as_deref().zip(host.last_taken_ms).map(|(v, t)| (t, v.as_slice()));
+        let Some(shape) = host.shape.clone() else { return Vec::new() };
+        let point = shape.layout.point(previous, metrics.taken_at_ms, &metrics.values);
         host.last_point = Some(point);
         host.groups.update(
             &metrics.values,
@@ -739,9 +796,9 @@ impl Registry {
         let (cpu_percent, cpu_percent_per_core) = host
             .values
             .as_deref()
-            .and_then(|prev| host.layout.cpu_percent(prev, &metrics.values))
+            .and_then(|prev| shape.layout.cpu_percent(prev, &metrics.values))
             .map_or((None, Vec::new()), |(all, cores)| (Some(all), cores));
-        let scalar = |name: &str| host.layout.scalar(&metrics.values, name);
+        let scalar = |name: &str| shape.layout.scalar(&metrics.values, name);
         host.latest = Some(Latest {
             seq: metrics.seq,
             taken_at: crate::time::rfc3339(crate::time::from_unix_ms(metrics.taken_at_ms)),
@@ -754,7 +811,7 @@ impl Registry {
             load5: scalar("node_load5"),
             load15: scalar("node_load15"),
         });
-        host.values = Some(metrics.values);
+        host.values = Some(Arc::new(metrics.values));
         Vec::new()
     }
 

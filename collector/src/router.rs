@@ -151,10 +151,9 @@ impl Router {
             }
             self.pump_monitor()?;
             // Bounded, so a flood cannot starve the sweep and pings.
-            for _ in 0..1024 {
-                if !self.receive_one()? {
-                    break;
-                }
+            let mut received = 0;
+            while received < 1024 && self.receive_one()? {
+                received += 1;
             }
             if acks_ready {
                 self.acks.borrow_mut().offer(self.writer.take_acks());
@@ -175,6 +174,13 @@ impl Router {
             if now >= next_ping {
                 self.ping_all();
                 next_ping = now + self.ping_interval;
+            }
+            // A busy fleet sends all the time: waking for every message
+            // costs two context switches (here and in libzmq's I/O thread)
+            // per message. A short pause after a light turn lets messages
+            // gather, so each turn takes many; a full turn goes on at once.
+            if received > 0 && received < 1024 {
+                std::thread::sleep(GATHER);
             }
         }
         debug!("Router stopped.");
@@ -398,8 +404,18 @@ impl Router {
     /// somebody listens to.
     fn take_events(&self, registry: &mut Registry) -> Vec<EventData> {
         let changes = registry.drain_changes();
-        let mut events: Vec<EventData> =
-            changes.iter().filter_map(|change| crate::view::event(registry, change)).collect();
+        let mut skipped = false;
+        let mut events: Vec<EventData> = Vec::new();
+        for change in &changes {
+            if self.hub.wants(change.host_id()) {
+                events.extend(crate::view::event(registry, change));
+            } else {
+                skipped = true;
+            }
+        }
+        if skipped {
+            self.hub.skipped();
+        }
         events.extend(crate::apps::view::events(registry, |topic| self.hub.wants(topic)));
         events.extend(crate::checks::view::events(registry, |topic| self.hub.wants(topic)));
         events
@@ -512,6 +528,16 @@ fn show(peer: Option<std::net::SocketAddr>) -> String {
     peer.map_or_else(|| "unknown".into(), |p| p.to_string())
 }
 
+/// The pause after a turn that took some messages but not a full batch.
+const GATHER: Duration = Duration::from_millis(2);
+
+/// Connections waiting to be accepted (see [`bind`]).
+pub const LISTEN_BACKLOG: i32 = 4096;
+/// Frames queued from one agent before libzmq stops reading its socket.
+pub const RECEIVE_HWM: i32 = 32;
+/// Replies queued to one agent before more are dropped.
+pub const SEND_HWM: i32 = 64;
+
 /// Creates, configures and binds the ROUTER. The ZAP handler must already be
 /// bound in the same context.
 ///
@@ -528,8 +554,18 @@ pub fn bind(
     socket.set_linger(0)?;
     // Refuse oversized frames inside libzmq, before they are buffered.
     socket.set_maxmsgsize(curvemon_protocol::MAX_FRAME_BYTES as i64)?;
-    // A peer that stalls its handshake is dropped after 10 s.
-    socket.set_handshake_ivl(10_000)?;
+    // Sized for a fleet reconnecting at once (a collector restart): the
+    // kernel's accept queue holds a burst of connections (it caps this at
+    // net.core.somaxconn, 4096 by default) instead of refusing them into
+    // the agents' back-off; a handshake may wait its turn behind thousands
+    // (~0.5 ms of CPU each) before a stalled one is dropped.
+    socket.set_backlog(LISTEN_BACKLOG)?;
+    socket.set_handshake_ivl(30_000)?;
+    // Bounded queues per agent: a backlog of frames from one agent waits in
+    // its TCP connection (the agent keeps it spooled), not in our memory;
+    // replies beyond a few dozen to one agent are dropped and counted.
+    socket.set_rcvhwm(RECEIVE_HWM)?;
+    socket.set_sndhwm(SEND_HWM)?;
     socket.set_ipv6(listen.contains('['))?;
     let monitor = curvemon_link::attach_monitor(ctx, &socket, "router")?;
     socket.bind(listen).with_context(|| format!("binding the agent socket to {listen}"))?;

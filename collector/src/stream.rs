@@ -61,7 +61,14 @@ struct Inner {
     next_id: u64,
     recent: VecDeque<Event>,
     clients: Vec<Client>,
+    /// When a client last went away (it may come back for what it missed).
+    last_left: Option<std::time::Instant>,
 }
+
+/// After a client goes away, events are still built for this long, so
+/// that it can resume with `Last-Event-ID` (a browser comes back within
+/// seconds); after that, with nobody listening, they are not built.
+pub const REPLAY_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The hub; shared by the router thread (publishing) and HTTP (subscribing).
 pub struct Hub {
@@ -114,6 +121,7 @@ impl Hub {
         }
         inner.recent.push_back(event.clone());
         let mut dropped = 0;
+        let before = inner.clients.len();
         inner.clients.retain(|client| {
             if !matches(client.host.as_deref(), &event.host) {
                 return !client.queue.is_closed();
@@ -127,6 +135,9 @@ impl Hub {
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
         });
+        if inner.clients.len() < before {
+            inner.last_left = Some(std::time::Instant::now());
+        }
         if dropped > 0 {
             self.dropped.fetch_add(dropped, Ordering::Relaxed);
             debug!(dropped, "Dropped stream clients that fell behind.");
@@ -155,13 +166,28 @@ impl Hub {
         Subscription { replay, reset, events }
     }
 
+    /// Events were left unbuilt (nobody listened): a client resuming from
+    /// before now cannot be given what it missed, so it is told to reload
+    /// (the kept events are cleared and the id moves on).
+    pub fn skipped(&self) {
+        let mut inner = self.lock();
+        if !inner.recent.is_empty() || inner.next_id == 0 {
+            inner.recent.clear();
+            inner.next_id += 1;
+        }
+    }
+
     /// Whether any client would receive an event on `topic` (so that
     /// nobody's events are not built at all).
     pub fn wants(&self, topic: &str) -> bool {
-        self.lock()
-            .clients
-            .iter()
-            .any(|c| !c.queue.is_closed() && matches(c.host.as_deref(), topic))
+        let mut inner = self.lock();
+        let before = inner.clients.len();
+        inner.clients.retain(|c| !c.queue.is_closed());
+        if inner.clients.len() < before {
+            inner.last_left = Some(std::time::Instant::now());
+        }
+        inner.clients.iter().any(|c| matches(c.host.as_deref(), topic))
+            || inner.last_left.is_some_and(|t| t.elapsed() < REPLAY_GRACE)
     }
 
     /// Connected clients (those that went away count until the next publish).
@@ -245,6 +271,10 @@ mod tests {
         assert_eq!(every_app.events.try_recv().unwrap().id, 1);
         assert_eq!(every_app.events.try_recv().unwrap().id, 2);
         drop((fleet, every_app));
+        // For a while after clients left, everything is built (they may
+        // resume); then only what somebody listens to.
+        assert!(hub.wants("app:bank"), "within the replay grace");
+        hub.lock().last_left = std::time::Instant::now().checked_sub(REPLAY_GRACE);
         assert!(hub.wants("app:shop") && !hub.wants("app:bank"));
     }
 

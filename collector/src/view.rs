@@ -117,7 +117,7 @@ impl HostView {
                 mem_total_bytes: m.mem_total_bytes,
                 swap_total_bytes: m.swap_total_bytes,
                 cpu_count: m.cpu_count,
-                cpus: host.layout().cpus().to_vec(),
+                cpus: host.layout().map(|l| l.cpus().to_vec()).unwrap_or_default(),
                 cpu_model: m.cpu_model.clone(),
                 kernel: m.kernel.clone(),
                 os: m.os.clone(),
@@ -126,7 +126,7 @@ impl HostView {
                 boot_id: m.boot_id.clone(),
                 agent_version: m.agent_version.clone(),
                 schema_revision: format!("{:016x}", m.schema.revision),
-                series: m.schema.series_count(),
+                series: host.schema().map_or(0, curvemon_protocol::Schema::series_count),
             }),
             latest: host.latest.clone(),
             transitions: host

@@ -47,6 +47,24 @@ impl PublicKey {
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
+
+    /// The key of [`PublicKey::to_hex`]'s text (lowercase, 64 digits).
+    pub fn from_hex(text: &str) -> Option<PublicKey> {
+        let digits = text.as_bytes();
+        if digits.len() != 64 {
+            return None;
+        }
+        let mut key = [0u8; 32];
+        for (i, pair) in digits.chunks_exact(2).enumerate() {
+            let hex = |d: u8| match d {
+                b'0'..=b'9' => Some(d - b'0'),
+                b'a'..=b'f' => Some(d - b'a' + 10),
+                _ => None,
+            };
+            key[i] = hex(pair[0])? << 4 | hex(pair[1])?;
+        }
+        Some(PublicKey(key))
+    }
 }
 
 impl fmt::Display for PublicKey {
@@ -145,6 +163,11 @@ mod tests {
         assert_eq!(text.len(), 40);
         assert_eq!(text.parse::<PublicKey>().unwrap(), pair.public);
         assert_eq!(pair.public.to_hex().len(), 64);
+        assert_eq!(PublicKey::from_hex(&pair.public.to_hex()), Some(pair.public));
+        let mut upper = pair.public.to_hex();
+        upper.replace_range(0..1, "G");
+        assert_eq!(PublicKey::from_hex(&upper), None);
+        assert_eq!(PublicKey::from_hex("ab"), None);
     }
 
     #[test]

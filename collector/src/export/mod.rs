@@ -9,3 +9,4 @@ pub mod prompb;
 pub mod remote_write;
 pub mod series;
 pub mod target;
+pub mod text;

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::AppState;
 use crate::{
+    export::text::{Rest, Snapshot},
     registry::{Registry, RegistryCounters, State as Liveness},
     stats::StatsSnapshot,
     view::HostView,
@@ -123,15 +124,33 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         published: state.hub.published.load(std::sync::atomic::Ordering::Relaxed),
         dropped: state.hub.dropped.load(std::sync::atomic::Ordering::Relaxed),
     };
-    let rendered = {
+    // Under the lock: a snapshot of pointers and the small families; the
+    // hosts' series are written after, on a blocking thread, in chunks.
+    let (snapshot, rest, tail) = {
         let reg = registry(&state);
-        crate::exposition::render(&reg, &stats, streams, &state.store_stats, &state.exports)
+        let snapshot = Snapshot::take(&reg);
+        let names = snapshot.family_names();
+        let (rest, tail) = crate::exposition::gather(
+            &reg,
+            &stats,
+            streams,
+            &state.store_stats,
+            &state.exports,
+            names,
+        );
+        (snapshot, rest, tail)
     };
-    match rendered {
-        Ok(text) => {
-            ([(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response()
+    let rest = match Rest::encode(rest, tail) {
+        Ok(rest) => rest,
+        Err(e) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode metrics: {e}\n"))
+                .into_response();
         }
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode metrics: {e}\n"))
-            .into_response(),
-    }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::convert::Infallible>>(4);
+    tokio::task::spawn_blocking(move || {
+        crate::export::text::render(&snapshot, rest, |chunk| tx.blocking_send(Ok(chunk)).is_ok());
+    });
+    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    ([(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response()
 }

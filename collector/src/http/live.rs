@@ -202,14 +202,8 @@ pub async fn samples(
 
 fn host_key(state: &AppState, id: &str) -> Option<curvemon_keys::PublicKey> {
     let reg = state.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    reg.by_id(id).map(|h| h.key).or_else(|| {
-        // A host the store knows from before a restart: its id is its key.
-        let bytes: Vec<u8> = (0..id.len())
-            .step_by(2)
-            .filter_map(|i| id.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-            .collect();
-        <[u8; 32]>::try_from(bytes).ok().map(curvemon_keys::PublicKey::from_bytes)
-    })
+    // A host the store knows from before a restart too: its id is its key.
+    reg.by_id(id).map(|h| h.key).or_else(|| curvemon_keys::PublicKey::from_hex(id))
 }
 
 fn no_host(id: &str) -> Response {
@@ -226,10 +220,13 @@ fn unavailable(e: &dyn std::fmt::Display) -> Response {
         .into_response()
 }
 
+/// The longest history of groups one request derives (from the store).
+const GROUPS_SPAN_MS: u64 = 24 * 3_600_000;
+
 /// Query of `GET /api/hosts/{id}/groups`.
 #[derive(Debug, Deserialize)]
 pub struct GroupsQuery {
-    /// Unix milliseconds or RFC 3339; default: everything kept.
+    /// Unix milliseconds or RFC 3339; default (and at most): a day ago.
     since: Option<String>,
     /// How many groups per chart (the busiest); default 8.
     top: Option<usize>,
@@ -250,15 +247,11 @@ pub async fn groups(
         Err(e) => return bad_request(e),
     };
     let top = q.top.unwrap_or(8).clamp(1, crate::groups::KEPT);
-    let reg = state.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(host) = reg.by_id(&id) else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": format!("no host with id {id:?}") })),
-        )
-            .into_response();
+    let (key, now) = {
+        let reg = state.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(host) = reg.by_id(&id) else { return no_host(&id) };
+        (host.key, crate::view::groups_now(host))
     };
-    let now = crate::view::groups_now(host);
     // The busiest at the latest point; groups not measured yet (a first
     // CPU total has no rate) last, but shown.
     let busiest = |key: fn(&crate::view::GroupNow) -> Option<f32>| {
@@ -268,7 +261,19 @@ pub async fn groups(
         names.into_iter().take(top).map(|g| g.name.clone()).collect::<Vec<_>>()
     };
     let (by_cpu, by_mem) = (busiest(|g| g.cpu_percent), busiest(|g| g.mem_bytes));
-    let points: Vec<_> = host.groups.history.iter().filter(|p| p.t_ms >= since).collect();
+    // The history is derived from the stored samples, off the async
+    // workers and without the registry's lock.
+    let store = std::sync::Arc::clone(&state.store);
+    let since = since.max(crate::time::now_ms().saturating_sub(GROUPS_SPAN_MS));
+    let history = tokio::task::spawn_blocking(move || {
+        crate::groups::from_store(&*store, &key, since, crate::time::now_ms())
+    })
+    .await;
+    let (groups, points) = match history {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => return unavailable(&e),
+        Err(e) => return unavailable(&e),
+    };
     let column = |name: &str, pick: fn(&(u32, f32, f32)) -> f32| -> Value {
         Value::from(
             points
@@ -276,7 +281,7 @@ pub async fn groups(
                 .map(|p| {
                     p.values
                         .iter()
-                        .find(|v| host.groups.name(v.0) == name)
+                        .find(|v| groups.name(v.0) == name)
                         .map(pick)
                         .filter(|v| v.is_finite())
                         .map_or(Value::Null, |v| Value::from(f64::from(v)))
@@ -294,7 +299,6 @@ pub async fn groups(
         "mem_bytes": mem,
         "now": now,
     });
-    drop(reg);
     Json(body).into_response()
 }
 

@@ -58,6 +58,15 @@ const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
 /// Each export's position in the journal (the last entry it delivered).
 const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 
+/// redb's page cache: the store's memory does not grow with its file
+/// (redb's own default is 1 GiB). Reads are of recent blocks and hosts'
+/// records; older history comes from the kernel's page cache.
+const CACHE_BYTES: usize = 64 << 20;
+
+fn create(path: &Path) -> Result<Database, redb::DatabaseError> {
+    Database::builder().set_cache_size(CACHE_BYTES).create(path)
+}
+
 /// The store file's name in the data directory.
 pub const FILE: &str = "store.redb";
 
@@ -302,7 +311,7 @@ impl RedbStore {
     pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let path = dir.join(FILE);
-        let db = match Database::create(&path) {
+        let db = match create(&path) {
             Ok(db) => db,
             // (redb says "not a redb file" as InvalidData: that is damage.)
             Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
@@ -322,7 +331,7 @@ impl RedbStore {
                 ));
                 error!(store = %path.display(), moved_to = %aside.display(), error = %e, "The store file cannot be read; it was moved aside and a new store started. History before now is not served (the old file is kept for recovery).");
                 std::fs::rename(&path, &aside).map_err(|e| io(&path, e))?;
-                Database::create(&path).map_err(|e| io(&path, e))?
+                create(&path).map_err(|e| io(&path, e))?
             }
         };
         let store = RedbStore { db: std::sync::RwLock::new(Some(db)), path };
@@ -751,7 +760,7 @@ impl Store for RedbStore {
         let mut guard = self.db.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Closed first: redb locks the file while it is open.
         *guard = None;
-        let db = Database::create(&self.path).map_err(|e| io(&self.path, e))?;
+        let db = create(&self.path).map_err(|e| io(&self.path, e))?;
         *guard = Some(db);
         Ok(())
     }

@@ -54,6 +54,9 @@ pub enum Op {
         epoch: u64,
         /// The host's name now (for the export journal).
         name: Arc<str>,
+        /// A live sample's dashboard point, as the registry derived it
+        /// (backfilled samples are derived here).
+        point: Option<Point>,
         /// The samples.
         samples: Vec<Metrics>,
     },
@@ -136,6 +139,12 @@ pub struct Retention {
 const COMPACT_COUNT: usize = 300;
 /// ...or once the oldest is this old.
 const COMPACT_AGE_MS: u64 = 10 * 60_000;
+/// How long a batch of live samples gathers before its commit.
+const LIVE_WINDOW: Duration = Duration::from_millis(20);
+/// How long a batch gathers when an agent waits for its acknowledgement.
+const PROMPT_WINDOW: Duration = Duration::from_millis(5);
+/// Operations in one batch at most.
+const BATCH_OPS: usize = 50_000;
 /// Operations the queue holds; past it the router drops (agents resend).
 pub const QUEUE: usize = 200_000;
 
@@ -307,11 +316,28 @@ impl Writer {
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
             let mut pending = Pending::default();
+            let mut closed = false;
             if let Some(op) = first {
+                let started = Instant::now();
                 self.take(op, &mut pending);
-                // Group commit: everything waiting, up to a bound.
-                for op in ops.try_iter().take(50_000) {
-                    self.take(op, &mut pending);
+                // Group commit: what arrives within a window, up to a
+                // bound. A durable commit costs the same for one sample as
+                // for thousands; agents waiting for an acknowledgement (a
+                // resume, a gap, a backfill batch) get a short window.
+                let mut taken = 1;
+                while taken < BATCH_OPS {
+                    let window =
+                        if pending.ack.values().any(|p| *p) { PROMPT_WINDOW } else { LIVE_WINDOW };
+                    let left = (started + window).saturating_duration_since(Instant::now());
+                    match ops.recv_timeout(left) {
+                        Ok(op) => self.take(op, &mut pending),
+                        Err(mpsc::RecvTimeoutError::Timeout) => break,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => {
+                            closed = true;
+                            break;
+                        }
+                    }
+                    taken += 1;
                 }
             }
             if !pending.ack.is_empty()
@@ -319,6 +345,9 @@ impl Writer {
                 || !pending.batch.schemas.is_empty()
             {
                 self.commit(pending, ops);
+            }
+            if closed {
+                break;
             }
             if Instant::now() >= next_maintenance {
                 self.compact_old();
@@ -408,9 +437,10 @@ impl Writer {
                 }
                 *pending.ack.entry(host).or_default() = true;
             }
-            Op::Samples { host, epoch, name, samples } => {
+            Op::Samples { host, epoch, name, samples, point: given } => {
                 // A live sample comes alone; a backfill batch in many.
                 let backfill = samples.len() > 1;
+                let samples_len = samples.len();
                 let first = pending.batch.samples.len();
                 {
                     let st = self.staged(pending, host);
@@ -425,7 +455,10 @@ impl Writer {
                         continue;
                     }
                     st.add(m.seq, m.seq);
-                    let point = self.point(host, epoch, &m);
+                    let point = match (&given, samples_len) {
+                        (Some(p), 1) => p.clone(),
+                        _ => self.point(host, epoch, &m),
+                    };
                     pending.batch.samples.push((
                         host,
                         Stored {

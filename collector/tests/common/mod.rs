@@ -26,20 +26,28 @@ pub fn collector_bin() -> PathBuf {
 /// collector; built here if this crate's tests run alone.
 pub fn agent_bin() -> PathBuf {
     static AGENT: OnceLock<PathBuf> = OnceLock::new();
-    AGENT
-        .get_or_init(|| {
-            let path = collector_bin().with_file_name("agent");
-            let cargo = option_env!("CARGO").unwrap_or("cargo");
-            let status = Command::new(cargo)
-                .args(["build", "--quiet", "-p", "curvemon-agent", "--bin", "agent"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("running cargo to build the agent");
-            assert!(status.success(), "building the agent failed");
-            assert!(path.exists(), "{} missing after cargo build", path.display());
-            path
-        })
-        .clone()
+    AGENT.get_or_init(|| workspace_bin("curvemon-agent", "agent")).clone()
+}
+
+/// The bench binary (the load generator), likewise.
+pub fn bench_bin() -> PathBuf {
+    static BENCH: OnceLock<PathBuf> = OnceLock::new();
+    BENCH.get_or_init(|| workspace_bin("curvemon-bench", "bench")).clone()
+}
+
+/// Builds `bin` of `package` (a no-op when it is up to date) and returns
+/// its path beside the collector's.
+fn workspace_bin(package: &str, bin: &str) -> PathBuf {
+    let path = collector_bin().with_file_name(bin);
+    let cargo = option_env!("CARGO").unwrap_or("cargo");
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "-p", package, "--bin", bin])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap_or_else(|e| panic!("running cargo to build {bin}: {e}"));
+    assert!(status.success(), "building {bin} failed");
+    assert!(path.exists(), "{} missing after cargo build", path.display());
+    path
 }
 
 /// The Python of target/py (scripts/test makes it), or CURVEMON_PYTHON.
