@@ -17,7 +17,7 @@ use serde_json::Value;
 fn two_hundred_simulated_agents_are_all_up_and_every_sample_is_stored() {
     let agents = 200;
     let out = Command::new(bench_bin())
-        .args(["fleet", "--agents", &agents.to_string(), "--seconds", "10", "--restart", "--json"])
+        .args(["fleet", "--agents", &agents.to_string(), "--seconds", "6", "--restart", "--json"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
