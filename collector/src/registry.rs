@@ -194,6 +194,9 @@ pub struct Host {
     pub address: String,
     /// Name from the hello or model; `None` until one arrives.
     pub hostname: Option<String>,
+    /// [`Host::label`], shared with the store's operations (one per
+    /// sample: no allocation each).
+    label: Arc<str>,
     /// The last hello.
     pub hello: Option<Hello>,
     /// The last model (its schema's families are in `shape`, shared with
@@ -241,6 +244,7 @@ impl Host {
             version: peer.version,
             address: peer.address.clone(),
             hostname: None,
+            label: Arc::from(peer.key.to_z85()),
             hello: None,
             model: None,
             shape: None,
@@ -503,7 +507,7 @@ impl Registry {
                 self.store_ops.push(StoreOp::Samples {
                     host: peer.key,
                     epoch,
-                    name: Arc::from(host.label()),
+                    name: Arc::clone(&host.label),
                     samples: backfill.samples,
                     point: None,
                 });
@@ -606,6 +610,7 @@ impl Registry {
         }
         names.insert(name.to_string(), host.key);
         host.hostname = Some(name.to_string());
+        host.label = Arc::from(name);
     }
 
     /// The sender's entry, created on first contact and marked seen. Takes
@@ -749,7 +754,7 @@ impl Registry {
             self.store_ops.push(StoreOp::Samples {
                 host: key,
                 epoch: host.epoch,
-                name: Arc::from(host.label()),
+                name: Arc::clone(&host.label),
                 samples: vec![stored],
                 point: host.last_point.clone(),
             });

@@ -276,6 +276,8 @@ struct Pending {
     /// Hosts to acknowledge, and whether promptly (a resume, a gap, a
     /// backfill batch: the agent waits for it).
     ack: HashMap<PublicKey, bool>,
+    /// Some agent waits for an acknowledgement of this batch.
+    prompt: bool,
     lost: Vec<(GapReason, u64)>,
 }
 
@@ -326,8 +328,7 @@ impl Writer {
                 // resume, a gap, a backfill batch) get a short window.
                 let mut taken = 1;
                 while taken < BATCH_OPS {
-                    let window =
-                        if pending.ack.values().any(|p| *p) { PROMPT_WINDOW } else { LIVE_WINDOW };
+                    let window = if pending.prompt { PROMPT_WINDOW } else { LIVE_WINDOW };
                     let left = (started + window).saturating_duration_since(Instant::now());
                     match ops.recv_timeout(left) {
                         Ok(op) => self.take(op, &mut pending),
@@ -411,6 +412,7 @@ impl Writer {
                     }
                 }
                 *pending.ack.entry(host).or_default() = true;
+                pending.prompt = true;
             }
             Op::Gap { host, gap } => {
                 let st = self.staged(pending, host);
@@ -436,6 +438,7 @@ impl Writer {
                     pending.batch.gaps.push((host, StoredGap { gap, lost }));
                 }
                 *pending.ack.entry(host).or_default() = true;
+                pending.prompt = true;
             }
             Op::Samples { host, epoch, name, samples, point: given } => {
                 // A live sample comes alone; a backfill batch in many.
@@ -472,6 +475,7 @@ impl Writer {
                     ));
                 }
                 *pending.ack.entry(host).or_default() |= backfill;
+                pending.prompt |= backfill;
                 if self.journal {
                     journal_entry(&mut pending.batch, first, host, epoch, &name);
                 }
