@@ -46,7 +46,7 @@ pub(crate) struct Figures {
 }
 
 /// Real samples of this host, a tenth of a second apart.
-fn real_samples(n: usize) -> anyhow::Result<(Schema, Vec<Vec<f64>>)> {
+pub(crate) fn real_samples(n: usize) -> anyhow::Result<(Schema, Vec<Vec<f64>>)> {
     let names = curvemon_agent::collectors::select(None, &Options::default(), &[])?;
     let mut sampler = Sampler::new(curvemon_agent::collectors::build(&names, &Options::default()));
     let roots = Roots::new("/proc");
@@ -65,7 +65,7 @@ fn real_samples(n: usize) -> anyhow::Result<(Schema, Vec<Vec<f64>>)> {
 
 /// Sample `i` of an endless series made of the real ones: each pass over
 /// them goes on from where the last ended, so counters keep rising.
-fn synth(real: &[Vec<f64>], i: usize) -> Vec<f64> {
+pub(crate) fn synth(real: &[Vec<f64>], i: usize) -> Vec<f64> {
     let n = real.len();
     let (pass, k) = (i / n, i % n);
     real[k]
@@ -78,7 +78,7 @@ fn synth(real: &[Vec<f64>], i: usize) -> Vec<f64> {
         .collect()
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -44,6 +44,7 @@ mod checks;
 mod delivery;
 mod fleet;
 mod statsd;
+mod store_fleet;
 
 fn main() -> std::process::ExitCode {
     match bench() {
@@ -61,6 +62,7 @@ fn bench() -> anyhow::Result<()> {
     match args.peek().map(String::as_str) {
         Some("fleet-worker") => return fleet_worker(args.skip(1)),
         Some("fleet" | "flood") => return fleet_command(args),
+        Some("store") => return store_command(args.skip(1)),
         _ => {}
     }
     while let Some(arg) = args.next() {
@@ -90,6 +92,8 @@ fn fleet_worker(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
         count: 0,
         interval: Duration::from_secs(1),
         flood: false,
+        ramp: Duration::ZERO,
+        total: 0,
     };
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -104,13 +108,36 @@ fn fleet_worker(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
             "--count" => w.count = value()?.parse()?,
             "--interval-ms" => w.interval = Duration::from_millis(value()?.parse()?),
             "--flood" => w.flood = true,
+            "--ramp-ms" => w.ramp = Duration::from_millis(value()?.parse()?),
+            "--total" => w.total = value()?.parse()?,
             other => bail!("fleet-worker: unknown argument {other:?}"),
         }
     }
     fleet::worker::run(&w)
 }
 
-/// `bench fleet --agents N[,N...] [--interval 1s] [--seconds 30] [--restart] [--json]`
+/// `bench store --hosts N[,N...] [--seconds 30]`.
+fn store_command(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
+    let mut hosts = vec![1_000usize];
+    let mut seconds = 30;
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--hosts" => hosts = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
+            "--seconds" => seconds = value()?.parse()?,
+            other => bail!("store: unknown argument {other:?}"),
+        }
+    }
+    let work = std::env::temp_dir().join(format!("curvemon-store-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let rows: anyhow::Result<Vec<_>> =
+        hosts.into_iter().map(|n| store_fleet::run(&work, n, seconds)).collect();
+    let _ = std::fs::remove_dir_all(&work);
+    store_fleet::print(&rows?);
+    Ok(())
+}
+
+/// `bench fleet --agents N[,N...] [--interval 1s] [--seconds 30] [--restart] [--ramp 60s] [--json]`
 /// or `bench flood --agents N[,N...] [--seconds 10]`.
 fn fleet_command(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
     let command = args.next().unwrap_or_default();
@@ -119,6 +146,7 @@ fn fleet_command(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
     let mut seconds = if command == "flood" { 10 } else { 30 };
     let mut restart = false;
     let mut json = false;
+    let mut ramp = Duration::ZERO;
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
@@ -128,6 +156,7 @@ fn fleet_command(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
             "--interval" => interval = humantime::parse_duration(&value()?)?,
             "--seconds" => seconds = value()?.parse()?,
             "--restart" => restart = true,
+            "--ramp" => ramp = humantime::parse_duration(&value()?)?,
             "--json" => json = true,
             other => bail!("{command}: unknown argument {other:?}"),
         }
@@ -149,7 +178,7 @@ fn fleet_command(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
                 println!("| {n} | {raw:.0} | {ours:.0} | {:.0} % |", ours / raw * 100.0);
             })
         } else {
-            fleet::fleet(&bin_dir, &work, n, interval, seconds, restart).map(|r| rows.push(r))
+            fleet::fleet(&bin_dir, &work, n, interval, seconds, restart, ramp).map(|r| rows.push(r))
         };
         let _ = std::fs::remove_dir_all(&work);
         result?;
@@ -183,6 +212,23 @@ pub(crate) fn rss_bytes(pid: u32) -> anyhow::Result<f64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
     let kib: f64 = line.split_whitespace().nth(1).context("VmRSS value")?.parse()?;
     Ok(kib * 1024.0)
+}
+
+/// This process's resident memory.
+pub(crate) fn rss_self() -> anyhow::Result<f64> {
+    rss_bytes(std::process::id())
+}
+
+/// CPU seconds of this process's threads named `name`.
+pub(crate) fn thread_cpu(name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum::<u64>() as f64
+        / 1e9
 }
 
 pub(crate) fn process_cpu_now() -> f64 {

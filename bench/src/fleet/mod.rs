@@ -60,6 +60,7 @@ impl Workers {
         server: &curvemon_keys::PublicKey,
         interval: Duration,
         flood: bool,
+        ramp: Duration,
     ) -> anyhow::Result<Workers> {
         let exe = std::env::current_exe()?;
         let processes = n.div_ceil(PER_PROCESS);
@@ -72,6 +73,7 @@ impl Workers {
                 .args(["fleet-worker", "--endpoint", endpoint, "--server-key", &server.to_z85()])
                 .args(["--first", &first.to_string(), "--count", &count.to_string()])
                 .args(["--interval-ms", &interval.as_millis().to_string()])
+                .args(["--ramp-ms", &ramp.as_millis().to_string(), "--total", &n.to_string()])
                 .args(if flood { &["--flood"][..] } else { &[][..] })
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -101,6 +103,11 @@ impl Workers {
             children.push(child);
         }
         Ok(Workers { children, latest })
+    }
+
+    /// CPU seconds the worker processes have used, all threads.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.children.iter().filter_map(|c| crate::cpu_seconds(c.id()).ok()).sum()
     }
 
     /// The counters summed over the processes (each reports every second).
@@ -230,6 +237,27 @@ pub struct FleetResult {
     /// Connection attempts that failed (refused, timed out), agents' side.
     pub failed_attempts: u64,
     pub restart_all_up_s: Option<f64>,
+    /// Whether the restart was measured at all.
+    pub restarted: bool,
+    /// The load generator's CPU in the window (all its processes).
+    pub generator_cores: f64,
+    /// The machine's idle CPU in the window (`/proc/stat`).
+    pub idle_cores: f64,
+}
+
+/// The machine's idle CPU seconds so far (idle and iowait, all CPUs).
+fn idle_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // USER_HZ is 100 on Linux.
+    (ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0)) / 100.0
 }
 
 fn n(v: &Value, path: &[&str]) -> u64 {
@@ -257,11 +285,12 @@ pub fn fleet(
     interval: Duration,
     seconds: u64,
     restart: bool,
+    ramp: Duration,
 ) -> anyhow::Result<FleetResult> {
     let mut c = Collector::start(bin_dir, work, &[])?;
     let started = Instant::now();
-    let workers = Workers::start(agents, &c.listen, &c.key()?, interval, false)?;
-    let limit = Duration::from_secs(240);
+    let workers = Workers::start(agents, &c.listen, &c.key()?, interval, false, ramp)?;
+    let limit = Duration::from_secs(240) + ramp;
     let all_up = until_all_up(&c, agents, limit.saturating_sub(started.elapsed()));
     let all_up_s = all_up.map(|_| started.elapsed().as_secs_f64());
     // Settle, then the window.
@@ -269,6 +298,7 @@ pub fn fleet(
     std::thread::sleep(Duration::from_secs(5.min(seconds / 2)));
     let s0 = c.stats()?;
     let (cpu0, t0, rss0) = (cpu_seconds(c.pid())?, Instant::now(), rss_bytes(c.pid())?);
+    let (gen0, idle0) = (workers.cpu_seconds(), idle_seconds());
     let mut min_up = u64::MAX;
     let mut scrape = None;
     while t0.elapsed() < Duration::from_secs(seconds) {
@@ -306,6 +336,8 @@ pub fn fleet(
     let messages = n(&s1, &["frames_received"]) - n(&s0, &["frames_received"]);
     let samples = n(&s1, &["store", "samples"]) - n(&s0, &["store", "samples"]);
     let cpu = cpu1 - cpu0;
+    let generator_cores = (workers.cpu_seconds() - gen0) / wall;
+    let idle_cores = (idle_seconds() - idle0) / wall;
     let missed = n(&s1, &["missed_samples"]);
     let failed_attempts = workers.totals().failures;
     let restart_all_up_s = if restart {
@@ -331,6 +363,9 @@ pub fn fleet(
         missed,
         failed_attempts,
         restart_all_up_s,
+        restarted: restart,
+        generator_cores,
+        idle_cores,
     })
 }
 
@@ -349,13 +384,15 @@ pub fn flood(
             &server.public(),
             Duration::from_secs(1),
             true,
+            Duration::ZERO,
         )?;
         let rate = measure(seconds, || Ok(server.received()))?;
         drop(workers);
         rate
     };
     let c = Collector::start(bin_dir, work, &["--max-agent-rate", "1000000000"])?;
-    let workers = Workers::start(agents, &c.listen, &c.key()?, Duration::from_secs(1), true)?;
+    let workers =
+        Workers::start(agents, &c.listen, &c.key()?, Duration::from_secs(1), true, Duration::ZERO)?;
     until_all_up(&c, agents, Duration::from_secs(60));
     let rate = measure(seconds, || Ok(n(&c.stats()?, &["frames_received"])))?;
     drop(workers);
@@ -375,15 +412,15 @@ pub fn print(rows: &[FleetResult]) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "| agents | all up after | messages/s | samples stored/s | collector CPU (cores) | µs CPU per message | RSS start → end (MiB) | fewest up in window | /metrics scrape | /api/hosts | missed | failed connection attempts | all up after a restart |"
+        "| agents | all up after | messages/s | samples stored/s | collector CPU (cores) | µs CPU per message | RSS start → end (MiB) | fewest up in window | /metrics scrape | /api/hosts | missed | failed connection attempts | all up after a restart | generator CPU (cores) | machine idle (cores) |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let secs =
             |s: Option<f64>| s.map_or("not within the limit".to_string(), |s| format!("{s:.1} s"));
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.1} | {:.0} → {:.0} | {} | {:.2} s, {:.0} MB | {:.2} s | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.1} | {:.0} → {:.0} | {} | {:.2} s, {:.0} MB | {:.2} s | {} | {} | {} | {:.2} | {:.2} |",
             r.agents,
             secs(r.all_up_s),
             r.messages_per_s,
@@ -398,7 +435,9 @@ pub fn print(rows: &[FleetResult]) {
             r.api_hosts_s,
             r.missed,
             r.failed_attempts,
-            secs(r.restart_all_up_s),
+            if r.restarted { secs(r.restart_all_up_s) } else { "not measured".into() },
+            r.generator_cores,
+            r.idle_cores,
         );
     }
 }

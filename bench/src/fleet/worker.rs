@@ -31,6 +31,10 @@ pub struct Args {
     pub count: usize,
     pub interval: Duration,
     pub flood: bool,
+    /// The fleet's first connections spread over this long (agent `i` of
+    /// `total` starts at `i / total` of it); zero: all at once.
+    pub ramp: Duration,
+    pub total: usize,
 }
 
 enum State {
@@ -98,7 +102,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             Ok(Sim {
                 pair: KeyPair::generate()?,
                 name: format!("sim-{:05}", args.first + i),
-                state: State::Waiting { until: start },
+                state: State::Waiting {
+                    until: start
+                        + args.ramp.mul_f64((args.first + i) as f64 / args.total.max(1) as f64),
+                },
                 seq: 0,
                 failures: 0,
             })
@@ -116,7 +123,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut counters = Counters::default();
     let mut next_report = Instant::now() + Duration::from_secs(1);
     let phase = |i: usize| args.interval.mul_f64(i as f64 / args.count.max(1) as f64);
+    // Each pass polls and steps every agent of the process, so passes are
+    // at least this far apart (what is due meanwhile is done together):
+    // thousands of agents' samples, acknowledgements and heartbeats at
+    // their own times would otherwise make a pass each, and the generator
+    // would spend the machine on passes rather than on its agents' work.
+    let pass_gap = if args.flood { Duration::ZERO } else { Duration::from_millis(10) };
+    let mut last_pass = Instant::now();
     loop {
+        std::thread::sleep((last_pass + pass_gap).saturating_duration_since(Instant::now()));
+        last_pass = Instant::now();
         let now = Instant::now();
         if now >= next_report {
             counters.up = sims.iter().filter(|s| matches!(s.state, State::Up { .. })).count();

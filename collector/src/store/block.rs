@@ -41,13 +41,13 @@ pub struct Stored {
     pub point: Point,
 }
 
-fn with_crc(mut body: Vec<u8>) -> Vec<u8> {
+pub(super) fn with_crc(mut body: Vec<u8>) -> Vec<u8> {
     let crc = crc32fast::hash(&body).to_le_bytes();
     body.splice(0..0, crc);
     body
 }
 
-fn checked(bytes: &[u8]) -> Result<&[u8], BlockError> {
+pub(super) fn checked(bytes: &[u8]) -> Result<&[u8], BlockError> {
     let (crc, body) = bytes.split_at_checked(4).ok_or(BlockError::Format("too short"))?;
     if crc32fast::hash(body).to_le_bytes() != crc {
         return Err(BlockError::Checksum);
@@ -56,30 +56,30 @@ fn checked(bytes: &[u8]) -> Result<&[u8], BlockError> {
 }
 
 /// A reader over a byte slice; running out is a format error.
-struct Cursor<'a>(&'a [u8]);
+pub(super) struct Cursor<'a>(pub(super) &'a [u8]);
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], BlockError> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], BlockError> {
         let (head, rest) = self.0.split_at_checked(n).ok_or(BlockError::Format("ends early"))?;
         self.0 = rest;
         Ok(head)
     }
-    fn u8(&mut self) -> Result<u8, BlockError> {
+    pub(super) fn u8(&mut self) -> Result<u8, BlockError> {
         Ok(self.take(1)?[0])
     }
-    fn u16(&mut self) -> Result<u16, BlockError> {
+    pub(super) fn u16(&mut self) -> Result<u16, BlockError> {
         Ok(u16::from_le_bytes(self.take(2)?.try_into().unwrap_or_default()))
     }
-    fn u32(&mut self) -> Result<u32, BlockError> {
+    pub(super) fn u32(&mut self) -> Result<u32, BlockError> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap_or_default()))
     }
-    fn u64(&mut self) -> Result<u64, BlockError> {
+    pub(super) fn u64(&mut self) -> Result<u64, BlockError> {
         Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap_or_default()))
     }
-    fn f32(&mut self) -> Result<f32, BlockError> {
+    pub(super) fn f32(&mut self) -> Result<f32, BlockError> {
         Ok(f32::from_le_bytes(self.take(4)?.try_into().unwrap_or_default()))
     }
-    fn f64(&mut self) -> Result<f64, BlockError> {
+    pub(super) fn f64(&mut self) -> Result<f64, BlockError> {
         Ok(f64::from_le_bytes(self.take(8)?.try_into().unwrap_or_default()))
     }
     fn section(&mut self) -> Result<&'a [u8], BlockError> {

@@ -10,9 +10,10 @@
 //! host are accounted for ([`seqs::HostSeq`]), so a sample is never stored
 //! twice, even across a crash between commit and acknowledgement.
 //!
-//! Samples land in `recent` (one entry each: its values and its dashboard
-//! point) and are compacted per host into `blocks` ([`block`]: columns
-//! compressed with pco) once a few hundred have gathered. Reads (the HTTP
+//! Samples land in `recent` in runs ([`run`]: a host's samples of a few
+//! seconds, values coded against the previous sample's, with their
+//! dashboard points) and are compacted per host into `blocks` ([`block`]:
+//! columns compressed with pco) once a few hundred have gathered. Reads (the HTTP
 //! side) take their own read transactions and never wait for the writer.
 //!
 //! Layout: [`Store`] is the small trait the rest of the collector sees;
@@ -23,6 +24,7 @@ pub mod block;
 pub(crate) mod expose;
 pub mod journal;
 pub mod query;
+pub mod run;
 pub mod seqs;
 pub mod writer;
 
@@ -45,7 +47,8 @@ use seqs::HostSeq;
 const HOSTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("hosts");
 /// Schemas by revision (a protocol `Schema` frame).
 const SCHEMAS: TableDefinition<u64, &[u8]> = TableDefinition::new("schemas");
-/// One sample each (key: host, epoch, seq).
+/// Runs of samples (key: host, epoch, first seq); stores written before
+/// runs hold one sample an entry.
 const RECENT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("recent");
 /// Compacted samples (key: host, first sample's time, epoch, first seq).
 const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
@@ -99,8 +102,8 @@ pub struct StoredGap {
 /// One transaction's worth of writes.
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// New samples.
-    pub samples: Vec<(PublicKey, Stored)>,
+    /// New samples, in runs.
+    pub samples: Vec<(PublicKey, run::Run)>,
     /// Schemas not stored yet.
     pub schemas: Vec<Arc<Schema>>,
     /// Losses.
@@ -158,11 +161,12 @@ pub trait Store: Send + Sync {
     /// The transaction did not commit (nothing of it is stored).
     fn commit(&self, batch: &Batch) -> Result<(), StoreError>;
 
-    /// Moves `host`'s recent entries into compressed blocks.
+    /// Moves these hosts' recent entries into compressed blocks, in one
+    /// transaction; returns the samples moved.
     ///
     /// # Errors
     /// The transaction did not commit.
-    fn compact(&self, host: &PublicKey) -> Result<usize, StoreError>;
+    fn compact(&self, hosts: &[PublicKey]) -> Result<usize, StoreError>;
 
     /// Every host's recent entries: how many, and the oldest's time.
     ///
@@ -416,9 +420,13 @@ impl RedbStore {
         let hi = key3(host, u64::MAX, u64::MAX);
         for entry in recent.range(lo.as_slice()..=hi.as_slice()).map_err(|e| io(p, e))? {
             let (_, v) = entry.map_err(|e| io(p, e))?;
-            match block::decode_recent(v.value()) {
-                Ok(s) if (from_ms..=to_ms).contains(&s.t_ms) => read.items.push(from_recent(s)),
-                Ok(_) => {}
+            match run::decode(v.value()) {
+                Ok(samples) => read.items.extend(
+                    samples
+                        .into_iter()
+                        .filter(|s| (from_ms..=to_ms).contains(&s.t_ms))
+                        .map(&from_recent),
+                ),
                 Err(e) => damaged(&mut read.damaged, host, &e),
             }
         }
@@ -477,11 +485,10 @@ impl Store for RedbStore {
         {
             let mut added = 0u64;
             let mut recent = txn.open_table(RECENT).map_err(|e| io(p, e))?;
-            for (host, s) in &batch.samples {
-                let bytes = block::encode_recent(s);
-                added += bytes.len() as u64;
+            for (host, run) in &batch.samples {
+                added += run.bytes.len() as u64;
                 recent
-                    .insert(key3(host, s.epoch, s.seq).as_slice(), bytes.as_slice())
+                    .insert(key3(host, run.epoch, run.first_seq).as_slice(), run.bytes.as_slice())
                     .map_err(|e| io(p, e))?;
             }
             let mut schemas = txn.open_table(SCHEMAS).map_err(|e| io(p, e))?;
@@ -537,69 +544,20 @@ impl Store for RedbStore {
         txn.commit().map_err(|e| io(p, e))
     }
 
-    fn compact(&self, host: &PublicKey) -> Result<usize, StoreError> {
+    fn compact(&self, hosts: &[PublicKey]) -> Result<usize, StoreError> {
         let p = &self.path;
         let db = self.db()?;
         let txn = db.begin_write().map_err(|e| io(p, e))?;
-        let moved;
+        let mut moved = 0;
         {
             let mut recent = txn.open_table(RECENT).map_err(|e| io(p, e))?;
-            let from = key3(host, 0, 0);
-            let to = key3(host, u64::MAX, u64::MAX);
-            let mut samples = Vec::new();
-            let mut removed_bytes = 0u64;
-            let mut damaged = 0u64;
-            for entry in recent
-                .extract_from_if(from.as_slice()..=to.as_slice(), |_, _| true)
-                .map_err(|e| io(p, e))?
-            {
-                let (_, v) = entry.map_err(|e| io(p, e))?;
-                removed_bytes += v.value().len() as u64;
-                match block::decode_recent(v.value()) {
-                    Ok(s) => samples.push(s),
-                    Err(_) => damaged += 1,
-                }
-            }
-            if damaged > 0 {
-                error!(host = %host, entries = damaged, "Damaged recent samples in the store were dropped while compacting.");
-            }
-            samples.sort_by_key(|s| (s.epoch, s.seq));
             let mut blocks = txn.open_table(BLOCKS).map_err(|e| io(p, e))?;
-            let mut added = 0u64;
-            moved = samples.len();
-            let mut run: Vec<Stored> = Vec::new();
-            let mut flush = |run: &mut Vec<Stored>,
-                             blocks: &mut redb::Table<&[u8], &[u8]>|
-             -> Result<(), StoreError> {
-                if run.is_empty() {
-                    return Ok(());
-                }
-                let start = run.iter().map(|s| s.t_ms).min().unwrap_or(0);
-                let bytes = block::encode_block(run);
-                added += bytes.len() as u64;
-                let key = key4(host, start, run[0].epoch, run[0].seq);
-                blocks.insert(key.as_slice(), bytes.as_slice()).map_err(|e| io(p, e))?;
-                run.clear();
-                Ok(())
-            };
-            for s in samples {
-                let breaks = run.last().is_some_and(|l: &Stored| {
-                    l.epoch != s.epoch
-                        || l.revision != s.revision
-                        || run.len() >= 4_096
-                        || s.t_ms.saturating_sub(run[0].t_ms) > MAX_BLOCK_SPAN_MS
-                        || run[0].t_ms.saturating_sub(s.t_ms) > MAX_BLOCK_SPAN_MS
-                });
-                if breaks {
-                    flush(&mut run, &mut blocks)?;
-                }
-                run.push(s);
-            }
-            flush(&mut run, &mut blocks)?;
             let mut meta = txn.open_table(META).map_err(|e| io(p, e))?;
-            let bytes = meta.get("bytes").map_err(|e| io(p, e))?.map_or(0, |v| v.value());
-            meta.insert("bytes", (bytes + added).saturating_sub(removed_bytes))
-                .map_err(|e| io(p, e))?;
+            let mut bytes = meta.get("bytes").map_err(|e| io(p, e))?.map_or(0, |v| v.value());
+            for host in hosts {
+                moved += compact_host(p, host, &mut recent, &mut blocks, &mut bytes)?;
+            }
+            meta.insert("bytes", bytes).map_err(|e| io(p, e))?;
         }
         txn.commit().map_err(|e| io(p, e))?;
         Ok(moved)
@@ -614,13 +572,13 @@ impl Store for RedbStore {
         for entry in table.iter().map_err(|e| io(p, e))? {
             let (k, v) = entry.map_err(|e| io(p, e))?;
             let Some(key) = key_of(k.value()) else { continue };
-            let t = block::decode_recent(v.value()).map_or(0, |s| s.t_ms);
+            let (count, t) = run::summary(v.value()).unwrap_or((1, 0));
             match out.last_mut() {
                 Some((last, n, oldest)) if *last == key => {
-                    *n += 1;
+                    *n += count;
                     *oldest = (*oldest).min(t);
                 }
-                _ => out.push((key, 1, t)),
+                _ => out.push((key, count, t)),
             }
         }
         Ok(out)
@@ -836,6 +794,68 @@ impl Store for RedbStore {
         };
         read().unwrap_or(0)
     }
+}
+
+/// Moves one host's recent entries into blocks, within the caller's
+/// transaction; `bytes` is the running total of stored bytes.
+fn compact_host(
+    p: &Path,
+    host: &PublicKey,
+    recent: &mut redb::Table<&[u8], &[u8]>,
+    blocks: &mut redb::Table<&[u8], &[u8]>,
+    bytes: &mut u64,
+) -> Result<usize, StoreError> {
+    let from = key3(host, 0, 0);
+    let to = key3(host, u64::MAX, u64::MAX);
+    let mut samples = Vec::new();
+    let mut removed = 0u64;
+    let mut damaged = 0u64;
+    for entry in recent
+        .extract_from_if(from.as_slice()..=to.as_slice(), |_, _| true)
+        .map_err(|e| io(p, e))?
+    {
+        let (_, v) = entry.map_err(|e| io(p, e))?;
+        removed += v.value().len() as u64;
+        match run::decode(v.value()) {
+            Ok(run) => samples.extend(run),
+            Err(_) => damaged += 1,
+        }
+    }
+    if damaged > 0 {
+        error!(host = %host, entries = damaged, "Damaged recent samples in the store were dropped while compacting.");
+    }
+    samples.sort_by_key(|s| (s.epoch, s.seq));
+    let moved = samples.len();
+    let mut added = 0u64;
+    let mut flush = |run: &mut Vec<Stored>| -> Result<(), StoreError> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        let start = run.iter().map(|s| s.t_ms).min().unwrap_or(0);
+        let encoded = block::encode_block(run);
+        added += encoded.len() as u64;
+        let key = key4(host, start, run[0].epoch, run[0].seq);
+        blocks.insert(key.as_slice(), encoded.as_slice()).map_err(|e| io(p, e))?;
+        run.clear();
+        Ok(())
+    };
+    let mut run: Vec<Stored> = Vec::new();
+    for s in samples {
+        let breaks = run.last().is_some_and(|l: &Stored| {
+            l.epoch != s.epoch
+                || l.revision != s.revision
+                || run.len() >= 4_096
+                || s.t_ms.saturating_sub(run[0].t_ms) > MAX_BLOCK_SPAN_MS
+                || run[0].t_ms.saturating_sub(s.t_ms) > MAX_BLOCK_SPAN_MS
+        });
+        if breaks {
+            flush(&mut run)?;
+        }
+        run.push(s);
+    }
+    flush(&mut run)?;
+    *bytes = (*bytes + added).saturating_sub(removed);
+    Ok(moved)
 }
 
 fn damaged(count: &mut u64, host: &PublicKey, error: &BlockError) {
