@@ -1,27 +1,33 @@
-# Sourced by scripts/demo and scripts/test: installs the Debian packages
-# curvemon builds and tests with, when they are missing.
+# Sourced by scripts/demo, scripts/bench, scripts/fuzz and scripts/test:
+# installs the Debian packages each needs, when they are missing. The build
+# itself needs only cargo and libzmq (the dashboard's chart library is
+# vendored in collector/assets/vendor/uplot).
 #   libzmq3-dev, pkg-config: the zmq crate links the system libzmq (4.3.4,
 #     with CURVE through libsodium); never the crate's vendored build.
-#   systemd: systemd-analyze checks the unit files.
 #   curl: the demo waits for the collector's HTTP port with it.
-#   prometheus-node-exporter: the agreement test and the benchmark run it
-#     beside the agent; prometheus: its promtool checks /metrics.
-#   chromium, chromium-driver: the dashboard's browser test.
-#   redis-server, postgresql, rabbitmq-server, openssl (only for the
-#     tests: scripts/test sets CURVEMON_TEST_DEPS): the availability checks'
-#     tests run real servers, each on its own ports and data directory,
-#     started by the tests (the packages' own services are not used), and
-#     make self-signed certificates; victoria-metrics (with prometheus)
-#     receives the collector's remote write.
-#   nodejs, npm: install the dashboard's chart library (uPlot, pinned in
-#     collector/web/package-lock.json), which the collector embeds.
 #   python3 with venv: the example application and the tests' StatsD and
 #     Prometheus clients (examples/requirements.txt) in target/py.
+# With CURVEMON_BENCH_DEPS (scripts/bench), also:
+#   prometheus-node-exporter: the benchmark runs it beside the agent.
+# With CURVEMON_TEST_DEPS (scripts/test), also:
+#   systemd: systemd-analyze checks the unit files.
+#   prometheus-node-exporter: the agreement test; prometheus: its promtool
+#     checks /metrics, and it receives the collector's remote write, as does
+#     victoria-metrics.
+#   chromium, chromium-driver: the dashboard's browser test.
+#   redis-server, postgresql, rabbitmq-server, openssl: the availability
+#     checks' tests run real servers, each on its own ports and data
+#     directory, started by the tests (the packages' own services are not
+#     used), and make self-signed certificates.
+#   lintian, dpkg-dev: the packages' test builds, checks, installs and purges
+#     the .deb files of scripts/package.
 curvemon_sudo=""
 [ "$(id -u)" -eq 0 ] || curvemon_sudo="sudo"
 curvemon_need=()
-curvemon_pkgs=(libzmq3-dev pkg-config systemd curl prometheus-node-exporter prometheus chromium chromium-driver)
-[ -z "${CURVEMON_TEST_DEPS:-}" ] || curvemon_pkgs+=(redis-server postgresql rabbitmq-server openssl victoria-metrics)
+curvemon_pkgs=(libzmq3-dev pkg-config curl)
+[ -z "${CURVEMON_BENCH_DEPS:-}" ] || curvemon_pkgs+=(prometheus-node-exporter)
+[ -z "${CURVEMON_TEST_DEPS:-}" ] || curvemon_pkgs+=(systemd prometheus-node-exporter prometheus chromium
+    chromium-driver redis-server postgresql rabbitmq-server openssl victoria-metrics lintian dpkg-dev)
 for pkg in "${curvemon_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || curvemon_need+=("$pkg")
 done
@@ -35,17 +41,6 @@ if ! command -v cargo >/dev/null 2>&1; then
     [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust from https://rustup.rs" >&2; exit 1; }
-if ! command -v npm >/dev/null 2>&1; then
-    echo "Installing nodejs and npm ..." >&2
-    DEBIAN_FRONTEND=noninteractive $curvemon_sudo apt-get install -y -qq nodejs npm >/dev/null
-fi
-# The exact versions of the lock file, once per change of it.
-curvemon_web="$(dirname "${BASH_SOURCE[0]}")/../collector/web"
-if [ ! -f "$curvemon_web/node_modules/.package-lock.json" ] ||
-    ! cmp -s "$curvemon_web/package-lock.json" "$curvemon_web/node_modules/.curvemon-lock"; then
-    (cd "$curvemon_web" && npm ci --no-audit --no-fund --loglevel=error >/dev/null &&
-        cp package-lock.json node_modules/.curvemon-lock)
-fi
 # The Python clients of examples/requirements.txt, in a virtual environment
 # of their own (target/py), once per change of that file.
 curvemon_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// `agent [OPTIONS] COLLECTOR` or `agent keygen`.
 #[derive(Debug, Parser)]
 #[command(
-    name = "agent",
+    name = "curvemon-agent",
     version,
     about = "curvemon agent: reports this host's metrics to a curvemon collector over CURVE-encrypted ZeroMQ",
     args_conflicts_with_subcommands = true,

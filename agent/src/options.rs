@@ -520,6 +520,31 @@ mod tests {
         Options::parse(text, Path::new("/etc/curvemon/agent.toml")).map_err(|e| e.to_string())
     }
 
+    /// The example's settings switched on: `#key = value`, `#[table]` and
+    /// indented continuation lines lose their `#`; prose (`# Text`) stays.
+    fn uncomment(text: &str) -> String {
+        text.lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(rest) if rest.starts_with("  ") || !rest.starts_with([' ', '#']) => rest,
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The packages install this file as /etc/curvemon/agent.toml: valid
+    /// as shipped, and with every example setting switched on.
+    #[test]
+    fn the_packaged_example_is_valid_commented_and_uncommented() {
+        let text = include_str!("../../dist/etc/agent.toml");
+        let shipped = parse(text).unwrap();
+        assert!(shipped.checks.is_empty() && shipped.collectors.is_none());
+        let on = uncomment(text);
+        let all = parse(&on).unwrap_or_else(|e| panic!("{e}\n{on}"));
+        assert_eq!(all.checks.len(), 1, "{on}");
+        assert_eq!(all.collectors.map(|c| c.len()), Some(16), "{on}");
+    }
+
     #[test]
     fn empty_file_gives_defaults() {
         let o = parse("").unwrap();

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use curvemon_keys::cert;
+use curvemon_notify::Notifier;
 use curvemon_protocol::{
     AppPoint, AppSeries, Bye, CheckResult, CheckResults, Hello, HostValues, MAX_FRAME_BYTES,
     Message, Metrics, Resume, Sample as SampleMessage,
@@ -106,6 +107,7 @@ pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
         Some(Checker::new(config.options.checks.clone()).context("starting the checks")?)
     };
     let mut agent = Agent {
+        notifier: Notifier::from_env(),
         spool,
         delivery: Delivery::new(Instant::now()),
         gaps_sent: std::collections::HashSet::new(),
@@ -124,13 +126,20 @@ pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
         told_old_collector: false,
         told_old_collector_checks: false,
     };
+    // Keys, config and the spool are loaded: systemd may count the agent
+    // started (Type=notify); connecting is its work from here on.
+    let status = agent.status_line();
+    agent.notifier.ready(&status, Instant::now());
     let result = agent.serve(signals);
+    agent.notifier.stopping("stopping");
     agent.sources.close();
     agent.spool.close();
     result
 }
 
 struct Agent {
+    /// READY, STATUS and the watchdog for systemd, fed by this loop.
+    notifier: Notifier,
     /// Every sample until the collector has stored it.
     spool: Spool,
     /// This connection's part of acknowledged delivery.
@@ -169,7 +178,10 @@ impl Agent {
             if let Some(due) = self.checker.as_ref().and_then(Checker::next_due) {
                 wake = wake.min(due);
             }
-            let timeout = wake.saturating_duration_since(now).min(Duration::from_secs(1));
+            let mut timeout = wake.saturating_duration_since(now).min(Duration::from_secs(1));
+            if let Some(every) = self.notifier.watchdog_interval() {
+                timeout = timeout.min(every);
+            }
             let (link_ready, checks_ready, sources_ready) = {
                 let link_item = self.link.poll_item();
                 let has_link = link_item.is_some();
@@ -204,6 +216,9 @@ impl Agent {
                 return Ok(());
             }
             let now = Instant::now();
+            // The loop turned: tell systemd's watchdog. A wedged loop stops
+            // these and is restarted (WatchdogSec= in the unit).
+            self.notifier.watchdog(now);
             if signals.take_hup() {
                 let bye =
                     Message::Bye(Bye { reason: "moved to another collector (SIGHUP)".into() });
@@ -228,6 +243,8 @@ impl Agent {
             }
             if now >= next_sample {
                 self.sample(now);
+                let status = self.status_line();
+                self.notifier.status(&status);
                 next_sample += self.config.interval;
                 if next_sample < now {
                     // Slept through whole intervals (suspend): skip them.
@@ -235,6 +252,17 @@ impl Agent {
                 }
             }
             self.send_model_if_due(now);
+        }
+    }
+
+    /// What `systemctl status` shows: where the link stands and what waits.
+    fn status_line(&self) -> String {
+        let held = self.spool.held();
+        let collector = self.link.endpoint();
+        if self.link.is_up() {
+            format!("connected to {collector}, {held} samples not yet acknowledged")
+        } else {
+            format!("connecting to {collector}, {held} samples spooled")
         }
     }
 
@@ -251,6 +279,8 @@ impl Agent {
             Event::Message(message) => self.on_message(*message, now),
             Event::Lost { why } => warn!(why, "Reconnecting to the collector."),
         }
+        let status = self.status_line();
+        self.notifier.status(&status);
     }
 
     /// Says hello and, in version 2, declares every application series:

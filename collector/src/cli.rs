@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// `collector [OPTIONS]` or `collector keygen`.
 #[derive(Debug, Parser)]
 #[command(
-    name = "collector",
+    name = "curvemon-collector",
     version,
     about = "curvemon collector: receives agents over CURVE-encrypted ZeroMQ, tracks which hosts are alive, serves a JSON API",
     args_conflicts_with_subcommands = true
@@ -20,9 +20,9 @@ pub struct Cli {
     /// Flags for running the collector.
     #[command(flatten)]
     pub run: RunArgs,
-    /// Log format on stderr.
-    #[arg(long, env = "CURVEMON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
-    pub log_format: LogFormat,
+    /// Log format on stderr [default: the config file's log_format, else text].
+    #[arg(long, env = "CURVEMON_LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
 }
 
 /// Subcommands.
@@ -79,32 +79,29 @@ pub struct KeygenArgs {
     pub force: bool,
 }
 
-/// Flags for running the collector.
+/// Flags for running the collector. Each has a key of the same name in the
+/// config file (`listen`, `ping_interval`, ...); a flag or its environment
+/// variable wins over the file, the file over the default.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Key directory with collector.key_secret and, optionally,
     /// authorized_agents/ [default: ~/.config/curvemon/keys].
     #[arg(long, env = "CURVEMON_KEYS", value_name = "DIR")]
     pub keys: Option<PathBuf>,
-    /// The config file (remote-write targets), e.g.
-    /// /etc/curvemon/collector.toml.
+    /// The config file, e.g. /etc/curvemon/collector.toml: every flag below
+    /// as a key, and [[remote_write]] targets (docs/install.md).
     #[arg(long, env = "CURVEMON_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// ZeroMQ endpoint agents connect to.
-    #[arg(
-        long,
-        env = "CURVEMON_LISTEN",
-        default_value = "tcp://0.0.0.0:5556",
-        value_name = "ENDPOINT"
-    )]
-    pub listen: String,
-    /// Address of the HTTP API and page.
-    #[arg(long, env = "CURVEMON_HTTP", default_value = "127.0.0.1:8000", value_name = "ADDR")]
-    pub http: SocketAddr,
+    /// ZeroMQ endpoint agents connect to [default: tcp://0.0.0.0:5556].
+    #[arg(long, env = "CURVEMON_LISTEN", value_name = "ENDPOINT")]
+    pub listen: Option<String>,
+    /// Address of the HTTP API and page [default: 127.0.0.1:8000].
+    #[arg(long, env = "CURVEMON_HTTP", value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
     /// How often to ping every agent (agents reconnect after their
-    /// --stale-after without hearing anything).
-    #[arg(long, env = "CURVEMON_PING_INTERVAL", default_value = "10s", value_parser = parse_duration)]
-    pub ping_interval: Duration,
+    /// --stale-after without hearing anything) [default: 10s].
+    #[arg(long, env = "CURVEMON_PING_INTERVAL", value_parser = parse_duration, value_name = "DUR")]
+    pub ping_interval: Option<Duration>,
     /// A host is stale after this long without a message [default: 3 agent intervals].
     #[arg(long, env = "CURVEMON_STALE_AFTER", value_parser = parse_duration, value_name = "DUR")]
     pub stale_after: Option<Duration>,
@@ -124,40 +121,33 @@ pub struct RunArgs {
     pub metrics_public: bool,
     /// Messages per second one agent may send (a burst of twice as many is
     /// allowed); more are dropped, counted and logged. An agent sends one
-    /// metrics message per interval and a few control messages.
-    #[arg(
-        long,
-        env = "CURVEMON_MAX_AGENT_RATE",
-        default_value_t = 50.0,
-        value_name = "PER_SECOND"
-    )]
-    pub max_agent_rate: f64,
-    /// Where the history store lives (docs/reliability.md).
-    #[arg(
-        long,
-        env = "CURVEMON_DATA_DIR",
-        default_value = "/var/lib/curvemon/collector",
-        value_name = "DIR"
-    )]
-    pub data_dir: PathBuf,
-    /// History older than this is deleted.
-    #[arg(long, env = "CURVEMON_RETENTION", default_value = "15d", value_parser = parse_duration)]
-    pub retention: Duration,
-    /// Past this much stored history, the oldest is deleted (e.g. 20GiB).
-    #[arg(long, env = "CURVEMON_RETENTION_SIZE", default_value = "20GiB", value_parser = parse_bytes)]
-    pub retention_size: u64,
+    /// metrics message per interval and a few control messages [default: 50].
+    #[arg(long, env = "CURVEMON_MAX_AGENT_RATE", value_name = "PER_SECOND")]
+    pub max_agent_rate: Option<f64>,
+    /// Where the history store lives (docs/reliability.md)
+    /// [default: /var/lib/curvemon/collector].
+    #[arg(long, env = "CURVEMON_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// History older than this is deleted [default: 15d].
+    #[arg(long, env = "CURVEMON_RETENTION", value_parser = parse_duration, value_name = "DUR")]
+    pub retention: Option<Duration>,
+    /// Past this much stored history, the oldest is deleted, e.g. 20GiB
+    /// [default: 20GiB].
+    #[arg(long, env = "CURVEMON_RETENTION_SIZE", value_parser = parse_bytes, value_name = "SIZE")]
+    pub retention_size: Option<u64>,
     /// Application timers' calls per second and percentiles are computed
-    /// over steps this long, merged across instances.
-    #[arg(long, env = "CURVEMON_APP_STEP", default_value = "5s", value_parser = parse_duration)]
-    pub app_step: Duration,
+    /// over steps this long, merged across instances [default: 5s].
+    #[arg(long, env = "CURVEMON_APP_STEP", value_parser = parse_duration, value_name = "DUR")]
+    pub app_step: Option<Duration>,
     /// Events queued per live-stream (SSE) client; a client that falls this
-    /// far behind is disconnected (browsers reconnect and resume).
-    #[arg(long, env = "CURVEMON_STREAM_QUEUE", default_value_t = 256, value_name = "EVENTS")]
-    pub stream_queue: usize,
+    /// far behind is disconnected (browsers reconnect and resume) [default: 256].
+    #[arg(long, env = "CURVEMON_STREAM_QUEUE", value_name = "EVENTS")]
+    pub stream_queue: Option<usize>,
 }
 
 /// How log lines look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
     Text,

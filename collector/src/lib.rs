@@ -130,6 +130,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             buckets: std::cell::RefCell::new(std::collections::HashMap::new()),
             writer,
             acks: std::cell::RefCell::default(),
+            notifier: std::cell::RefCell::new(curvemon_notify::Notifier::from_env()),
         };
         let (stop, shutdown) = (Arc::clone(&stop), shutdown.clone());
         std::thread::Builder::new().name("router".into()).spawn(move || {
@@ -169,6 +170,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
         let _ = rustix::net::sockopt::set_socket_send_buffer_size(&*tcp, HTTP_SEND_BUFFER);
     });
+    // Agents' socket bound, router running, HTTP listening: systemd may
+    // count the collector started (Type=notify).
+    curvemon_notify::Notifier::from_env().ready(
+        &format!("listening for agents on {}, HTTP on {http_addr}", config.listen),
+        std::time::Instant::now(),
+    );
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await

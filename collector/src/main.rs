@@ -13,12 +13,20 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
     let result = match cli.command {
-        Some(Command::Keygen(args)) => keygen(args),
-        Some(Command::Allow(args)) => allow(args),
-        Some(Command::Revoke(args)) => revoke(args),
-        None => Config::from_args(cli.run).and_then(serve),
+        Some(command) => {
+            init_tracing(cli.log_format.unwrap_or(LogFormat::Text));
+            match command {
+                Command::Keygen(args) => keygen(args),
+                Command::Allow(args) => allow(args),
+                Command::Revoke(args) => revoke(args),
+            }
+        }
+        // The config file may set the log format: read it first.
+        None => Config::from_args(cli.run, cli.log_format).and_then(|config| {
+            init_tracing(config.log_format);
+            serve(config)
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -878,6 +878,16 @@ impl Registry {
         Some(host.routing_id.clone())
     }
 
+    /// How many hosts are up, stale and down: for the service manager's
+    /// status line, a few times a minute (a scan, like the sweep's).
+    pub fn census(&self) -> [usize; 3] {
+        let mut counts = [0; 3];
+        for host in self.hosts.values() {
+            counts[host.state as usize] += 1;
+        }
+        counts
+    }
+
     /// Keys of every known host.
     pub fn keys(&self) -> Vec<PublicKey> {
         self.hosts.keys().copied().collect()

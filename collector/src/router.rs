@@ -36,6 +36,8 @@ use crate::{
 
 /// How often silent hosts are checked.
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
+/// How often the service manager's status line is brought up to date.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// A loop turn this much later than due means the collector itself did not
 /// run.
@@ -74,6 +76,8 @@ pub struct Router {
     pub writer: crate::store::writer::Handle,
     /// When acknowledgements go out.
     pub acks: std::cell::RefCell<crate::acks::AckPacer>,
+    /// The watchdog and status line for systemd, fed from this loop.
+    pub notifier: std::cell::RefCell<curvemon_notify::Notifier>,
 }
 
 /// A token bucket: `rate` tokens a second, at most `2 × rate` saved up.
@@ -121,6 +125,7 @@ impl Router {
         use std::os::fd::AsRawFd as _;
         let mut next_sweep = Instant::now() + SWEEP_EVERY;
         let mut next_ping = Instant::now() + self.ping_interval;
+        let mut next_status = Instant::now();
         let mut generation = self.allowlist_generation.load(Ordering::Relaxed);
         let mut last_turn = Instant::now();
         while !stop.load(Ordering::Relaxed) {
@@ -170,6 +175,16 @@ impl Router {
                 };
                 self.publish(events);
                 next_sweep = now + SWEEP_EVERY;
+                // Fed by the loop that does the work, so a wedged router
+                // stops the pings and systemd restarts the collector.
+                self.notifier.borrow_mut().watchdog(now);
+            }
+            if now >= next_status {
+                let [up, stale, down] = self.lock().census();
+                self.notifier
+                    .borrow_mut()
+                    .status(&format!("{up} hosts up, {stale} stale, {down} down"));
+                next_status = now + STATUS_EVERY;
             }
             if now >= next_ping {
                 self.ping_all();

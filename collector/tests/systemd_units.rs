@@ -1,5 +1,6 @@
 //! The unit files in systemd/ are valid (systemd-analyze verify, with the
-//! real binaries in ExecStart) and stay hardened (offline security score).
+//! real binaries in ExecStart and the generated man pages their
+//! Documentation= names) and stay hardened (offline security score).
 
 mod common;
 
@@ -16,10 +17,17 @@ fn install(dir: &Path, unit: &str, installed: &str, built: &Path) {
     std::fs::write(dir.join(unit), text.replace(installed, built.to_str().unwrap())).unwrap();
 }
 
+/// Runs systemd-analyze in `dir`, whose `man/` holds the generated pages
+/// (verify checks that each unit's `man:` documentation exists).
 fn analyze(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("systemd-analyze").args(args).current_dir(dir).output().expect(
-        "systemd-analyze must be installed (Debian package systemd); scripts/test installs it",
-    );
+    let out = Command::new("systemd-analyze")
+        .args(args)
+        .current_dir(dir)
+        .env("MANPATH", dir.join("man"))
+        .output()
+        .expect(
+            "systemd-analyze must be installed (Debian package systemd); scripts/test installs it",
+        );
     let text =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
@@ -28,16 +36,14 @@ fn analyze(dir: &Path, args: &[&str]) -> (bool, String) {
 #[test]
 fn units_verify_and_stay_hardened() {
     let dir = tempfile::tempdir().unwrap();
-    install(
-        dir.path(),
-        "curvemon-agent.service",
-        "/usr/local/bin/curvemon-agent",
-        &common::agent_bin(),
-    );
+    let (ok, _, err) =
+        common::run(&common::dist_bin(), &[dir.path().join("man").to_str().unwrap()]);
+    assert!(ok, "dist: {err}");
+    install(dir.path(), "curvemon-agent.service", "/usr/bin/curvemon-agent", &common::agent_bin());
     install(
         dir.path(),
         "curvemon-collector.service",
-        "/usr/local/bin/curvemon-collector",
+        "/usr/bin/curvemon-collector",
         &common::collector_bin(),
     );
     let (ok, text) =
@@ -54,6 +60,15 @@ fn units_verify_and_stay_hardened() {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("no exposure score for {unit}:\n{text}"));
         assert!(score <= 2.0, "{unit} exposure {score} > 2.0:\n{text}");
+    }
+
+    // Both tell systemd when they are ready and feed its watchdog
+    // (notify.rs tests the datagrams).
+    for unit in ["curvemon-agent.service", "curvemon-collector.service"] {
+        let text = std::fs::read_to_string(units_dir().join(unit)).unwrap();
+        for line in ["Type=notify", "NotifyAccess=main", "WatchdogSec=30s"] {
+            assert!(text.lines().any(|l| l.trim() == line), "{unit} lacks {line}");
+        }
     }
 
     // ProcSubset=pid would hide /proc/stat and /proc/meminfo from the agent.

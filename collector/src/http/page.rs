@@ -35,12 +35,11 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         "app.css" => ("text/css; charset=utf-8", include_bytes!("../../assets/app.css")),
         "uplot.js" => (
             "text/javascript; charset=utf-8",
-            include_bytes!("../../web/node_modules/uplot/dist/uPlot.iife.min.js"),
+            include_bytes!("../../assets/vendor/uplot/uPlot.iife.min.js"),
         ),
-        "uplot.css" => (
-            "text/css; charset=utf-8",
-            include_bytes!("../../web/node_modules/uplot/dist/uPlot.min.css"),
-        ),
+        "uplot.css" => {
+            ("text/css; charset=utf-8", include_bytes!("../../assets/vendor/uplot/uPlot.min.css"))
+        }
         _ => return (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
     };
     with_headers(content_type, body)

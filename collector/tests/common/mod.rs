@@ -35,6 +35,12 @@ pub fn bench_bin() -> PathBuf {
     BENCH.get_or_init(|| workspace_bin("curvemon-bench", "bench")).clone()
 }
 
+/// The generator of man pages and completions (`dist/`), likewise.
+pub fn dist_bin() -> PathBuf {
+    static DIST: OnceLock<PathBuf> = OnceLock::new();
+    DIST.get_or_init(|| workspace_bin("curvemon-dist", "dist")).clone()
+}
+
 /// Builds `bin` of `package` (a no-op when it is up to date) and returns
 /// its path beside the collector's.
 fn workspace_bin(package: &str, bin: &str) -> PathBuf {
