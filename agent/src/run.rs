@@ -243,8 +243,7 @@ impl Agent {
             }
             if now >= next_sample {
                 self.sample(now);
-                let status = self.status_line();
-                self.notifier.status(&status);
+                self.report_status();
                 next_sample += self.config.interval;
                 if next_sample < now {
                     // Slept through whole intervals (suspend): skip them.
@@ -252,6 +251,15 @@ impl Agent {
                 }
             }
             self.send_model_if_due(now);
+        }
+    }
+
+    /// Tells systemd the status line, when it listens (the line counts
+    /// the spool: not worth doing for nobody).
+    fn report_status(&mut self) {
+        if self.notifier.is_active() {
+            let status = self.status_line();
+            self.notifier.status(&status);
         }
     }
 
@@ -279,8 +287,7 @@ impl Agent {
             Event::Message(message) => self.on_message(*message, now),
             Event::Lost { why } => warn!(why, "Reconnecting to the collector."),
         }
-        let status = self.status_line();
-        self.notifier.status(&status);
+        self.report_status();
     }
 
     /// Says hello and, in version 2, declares every application series:

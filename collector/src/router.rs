@@ -179,7 +179,7 @@ impl Router {
                 // stops the pings and systemd restarts the collector.
                 self.notifier.borrow_mut().watchdog(now);
             }
-            if now >= next_status {
+            if now >= next_status && self.notifier.borrow().is_active() {
                 let [up, stale, down] = self.lock().census();
                 self.notifier
                     .borrow_mut()

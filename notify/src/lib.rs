@@ -49,6 +49,12 @@ impl Notifier {
         }
     }
 
+    /// Whether the daemon runs under a service manager that listens: a
+    /// loop builds its status line only then.
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
     /// How often the owning loop must call [`Notifier::watchdog`] at the
     /// latest, so that a loop that sleeps can wake in time.
     pub fn watchdog_interval(&self) -> Option<Duration> {
