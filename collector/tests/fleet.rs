@@ -16,8 +16,17 @@ use serde_json::Value;
 #[test]
 fn two_hundred_simulated_agents_are_all_up_and_every_sample_is_stored() {
     let agents = 200;
+    let seconds = 6;
     let out = Command::new(bench_bin())
-        .args(["fleet", "--agents", &agents.to_string(), "--seconds", "6", "--restart", "--json"])
+        .args([
+            "fleet",
+            "--agents",
+            &agents.to_string(),
+            "--seconds",
+            &seconds.to_string(),
+            "--restart",
+            "--json",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -33,10 +42,14 @@ fn two_hundred_simulated_agents_are_all_up_and_every_sample_is_stored() {
     assert_eq!(row["min_up"], agents, "an agent went stale during the window: {row}");
     assert_eq!(row["missed"], 0, "samples missed (sequence gaps): {row}");
     // One sample a second each: what the collector took is what was sent,
-    // and the store kept every one (the window's edges aside).
+    // and the store kept every one. The window's edges cut each agent's
+    // count by up to a sample either way, and a busy machine can hold one
+    // back over an edge: so two samples per agent over the window, a
+    // bound that still catches a count doubled or halved.
     let (messages, stored) =
         (row["messages_per_s"].as_f64().unwrap(), row["samples_per_s"].as_f64().unwrap());
-    assert!((messages - agents as f64).abs() <= agents as f64 * 0.05, "{row}");
-    assert!((stored - messages).abs() <= agents as f64 * 0.05, "{row}");
+    let edges = 2.0 * agents as f64 / seconds as f64;
+    assert!((messages - agents as f64).abs() <= edges, "sent {agents}/s, took {messages}/s: {row}");
+    assert!((stored - messages).abs() <= edges, "took {messages}/s, stored {stored}/s: {row}");
     assert!(row["restart_all_up_s"].is_number(), "not all back after a restart: {row}");
 }
