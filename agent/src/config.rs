@@ -110,14 +110,22 @@ impl Config {
     }
 }
 
+/// The smallest spool bound accepted.
+const MIN_SPOOL_BYTES: u64 = 1 << 20;
+
 /// `--spool-dir` and `--spool-size`.
 fn spool_config(
     dir: Option<&str>,
     size: u64,
     interval: Duration,
 ) -> anyhow::Result<crate::spool::Config> {
-    if size < 64 << 10 {
-        bail!("--spool-size {size}: at least 64KiB");
+    // Connected, the spool still holds what the collector has not yet
+    // acknowledged: up to 64 samples or 5 s of them (docs/protocol.md),
+    // each segment (a sixteenth of the bound) opening with the host's
+    // schema. Below 1 MiB that window alone can fill it, and the spool
+    // would drop samples on a healthy link.
+    if size < MIN_SPOOL_BYTES {
+        bail!("--spool-size {size}: at least 1MiB (it holds the samples not yet acknowledged)");
     }
     let defaults = crate::spool::Config::default();
     let (dir, dir_explicit) = match dir {
@@ -234,5 +242,18 @@ mod tests {
         for bad in ["udp://h:1", "h:0", "h:99999", "h:x", "", ":5556", "[::1"] {
             assert!(parse_endpoint(bad).is_err(), "{bad}");
         }
+    }
+
+    /// A spool smaller than the window of samples waiting for their
+    /// acknowledgement would drop samples on a healthy link: refused, and
+    /// the message says why.
+    #[test]
+    fn a_spool_below_one_mebibyte_is_refused() {
+        let interval = Duration::from_secs(1);
+        let err = spool_config(Some("off"), 512 << 10, interval).unwrap_err().to_string();
+        assert!(err.contains("--spool-size 524288: at least 1MiB"), "{err}");
+        assert!(err.contains("not yet acknowledged"), "{err}");
+        let config = spool_config(Some("off"), 1 << 20, interval).unwrap();
+        assert_eq!(config.max_bytes, 1 << 20);
     }
 }
