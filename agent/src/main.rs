@@ -1,7 +1,7 @@
 //! `agent`: parse flags, set up logging and signals, run; errors become a
 //! message on stderr and exit status 1.
 
-use std::process::ExitCode;
+use std::{io::Write as _, process::ExitCode};
 
 use anyhow::Context;
 use clap::Parser;
@@ -35,7 +35,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("agent: error: {error:#}");
+            // Not `eprintln!`: with stderr gone it would panic (exit 101,
+            // not 1).
+            let _ = writeln!(std::io::stderr(), "agent: error: {error:#}");
             ExitCode::FAILURE
         }
     }
@@ -70,7 +72,11 @@ fn init_tracing(format: LogFormat) {
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let layer = fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    // A log line that cannot be written is dropped, not reported with
+    // `eprintln!` (tracing's default), which panics when stderr is gone (a
+    // closed pipe, a restarted log reader) and would stop the agent.
+    let layer =
+        fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).log_internal_errors(false);
     let registry = tracing_subscriber::registry().with(filter);
     match (format, journald) {
         (LogFormat::Json, _) => registry.with(layer.json()).init(),

@@ -1,7 +1,7 @@
 //! `collector`: parse flags, set up logging and signals, run; errors become a
 //! message on stderr and exit status 1.
 
-use std::process::ExitCode;
+use std::{io::Write as _, process::ExitCode};
 
 use anyhow::Context;
 use clap::Parser;
@@ -31,7 +31,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("collector: error: {error:#}");
+            // Not `eprintln!`: with stderr gone it would panic (exit 101,
+            // not 1).
+            let _ = writeln!(std::io::stderr(), "collector: error: {error:#}");
             ExitCode::FAILURE
         }
     }
@@ -113,7 +115,16 @@ fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    // A log line that cannot be written is dropped, not reported with
+    // `eprintln!` (tracing's default), which panics when stderr is gone (a
+    // closed pipe, a restarted log reader) and would take the router or
+    // the signal task with it: a collector that stops collecting, or that
+    // SIGTERM no longer stops.
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .log_internal_errors(false);
     match (format, journald) {
         (LogFormat::Json, _) => builder.json().init(),
         (LogFormat::Text, true) => builder.without_time().init(),
