@@ -107,8 +107,8 @@ pub struct RunArgs {
     /// cannot be used, memory].
     #[arg(long, env = "CURVEMON_SPOOL_DIR", value_name = "DIR|off")]
     pub spool_dir: Option<String>,
-    /// The spool's bound on disk (e.g. 64MiB, 1GiB); past it the oldest
-    /// samples are dropped and reported as a gap.
+    /// The spool's bound on disk (e.g. 64MiB, 1GiB; at least 1MiB); past it
+    /// the oldest samples are dropped and reported as a gap.
     #[arg(long, env = "CURVEMON_SPOOL_SIZE", default_value = "64MiB", value_parser = parse_bytes)]
     pub spool_size: u64,
     /// Where the host's /etc is (os-release, machine-id).
