@@ -331,7 +331,11 @@ fn allow_and_revoke_take_effect_on_a_running_collector() {
     let _known = fleet.agent_keys("known", true);
     let newcomer = fleet.agent_keys("newcomer", false);
     let keys_dir = fleet.collector_keys();
-    let collector = fleet.start_collector(&[], "collector.log");
+    // Pings well inside the agent's --stale-after: live samples are only
+    // acknowledged every 5 s, so without them the agent would reconnect
+    // every 2 s, and a revoke that fell between two connections would be
+    // refused by ZAP instead of cutting off a live agent.
+    let collector = fleet.start_collector(&["--ping-interval", "500ms"], "collector.log");
     let agent =
         fleet.start_agent("web-07", &newcomer, &["--interval", "250ms", "--stale-after", "2s"]);
     agent.wait_for_log("refused this agent's key", LIMIT);
@@ -367,6 +371,7 @@ fn allow_and_revoke_take_effect_on_a_running_collector() {
     assert_eq!(down["state_reason"], "key revoked");
     collector.wait_for_log("Cut off an agent whose key was revoked.", LIMIT);
     agent.wait_for_log("this agent's key was removed from the collector's allowlist", LIMIT);
+    assert!(!agent.log().contains("nothing heard from the collector"), "{}", agent.log());
     // It stays out: its next handshakes are refused by ZAP.
     collector.wait_for_log("Refused an agent", LIMIT);
     assert_eq!(fleet.host("web-07").unwrap()["state"], "down");
